@@ -49,6 +49,8 @@ struct wal {
     int record_cut;     /* a failed append left a record unfinished */
     int io_busy;        /* one thread at a time writes or syncs */
     int failed;         /* sticky error after a failed fdatasync */
+    unsigned committing; /* threads inside wal_commit_to */
+    unsigned last_batch; /* ...when the last sync started */
     struct wal_stats stats;
     struct wal_stop recovery;
 

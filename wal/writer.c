@@ -24,6 +24,7 @@
 #include "wal_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -375,6 +376,7 @@ static void pad_block(struct wal *w)
  * sharing the work of a thread already doing it. Called with mu held. */
 static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
 {
+    int yields = 0;
     for (;;) {
         uint64_t done = sync ? w->durable_pos : w->written_pos;
         if (done >= target)
@@ -385,6 +387,19 @@ static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
             pthread_cond_wait(&w->io_done, &w->mu);
             continue;
         }
+        /* Committers covered by the last sync return, append their next
+         * record and commit again, all within microseconds; a leader that
+         * syncs before they are back covers only itself. So while fewer are
+         * committing than the last sync covered, give them the CPU first. */
+        if (sync && yields < 8 && w->committing < w->last_batch) {
+            yields++;
+            pthread_mutex_unlock(&w->mu);
+            sched_yield();
+            pthread_mutex_lock(&w->mu);
+            continue;
+        }
+        if (sync)
+            w->last_batch = w->committing;
         uint64_t to = w->written_pos;
         if (to < target) {
             pad_block(w);
@@ -403,12 +418,14 @@ int wal_commit_to(wal *w, uint64_t pos)
         return 0;
     pthread_mutex_lock(&w->mu);
     w->stats.commits++;
+    w->committing++;
     if (pos > w->append_pos)
         pos = w->append_pos;
     int did_io = 0;
     int rc = flush_to(w, pos, 1, &did_io);
     if (rc == 0 && !did_io)
         w->stats.commits_shared++;
+    w->committing--;
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
