@@ -29,6 +29,7 @@ struct frame_cursor {
     int fd;
     uint64_t segno;
     uint8_t *window; /* bytes of the open segment at [window_pos, +window_len) */
+    size_t window_cap;
     uint64_t window_pos;
     size_t window_len;
     uint8_t *big; /* a frame that does not fit the window */
@@ -85,7 +86,9 @@ static int cursor_init(struct frame_cursor *c, struct wal *w, uint64_t segno)
     c->fd = -1;
     c->pos = segno * w->segment_bytes;
     c->valid_end = c->pos;
-    c->window = malloc(WINDOW_BYTES);
+    /* A small log's reader needs no more than a segment. */
+    c->window_cap = w->segment_bytes < WINDOW_BYTES ? (size_t)w->segment_bytes : WINDOW_BYTES;
+    c->window = malloc(c->window_cap);
     return c->window ? 0 : -ENOMEM;
 }
 
@@ -157,9 +160,9 @@ static int cursor_bytes(struct frame_cursor *c, uint64_t pos, size_t len, const 
     uint8_t *dst;
     uint64_t start;
     size_t want;
-    if (len <= WINDOW_BYTES - WAL_BLOCK_BYTES) {
+    if (len <= c->window_cap - WAL_BLOCK_BYTES) {
         start = align_down(pos, WAL_BLOCK_BYTES);
-        want = WINDOW_BYTES;
+        want = c->window_cap;
         if (want > seg_start + w->segment_bytes - start)
             want = (size_t)(seg_start + w->segment_bytes - start);
         dst = c->window;
@@ -278,7 +281,8 @@ static int next_frame(struct frame_cursor *c, struct frame_header *h, const uint
             continue;
         }
         size_t block_left = WAL_BLOCK_BYTES - (size_t)(c->pos % WAL_BLOCK_BYTES);
-        if (block_left < WAL_FRAME_HEADER_BYTES) {
+        size_t segment_left = (size_t)(w->segment_bytes - c->pos % w->segment_bytes);
+        if (block_left < WAL_FRAME_HEADER_BYTES || segment_left <= WAL_FRAME_HEADER_BYTES) {
             c->pos += block_left;
             continue;
         }

@@ -179,11 +179,8 @@ static int recover(struct wal *w, const struct wal_options *o)
         }
     }
     if (last == count) {
-        /* A new log, or one whose first segment never got its header. */
-        if (!o->create && count == 0 && !o->read_only) {
-            rc = -ENOENT;
-            goto out;
-        }
+        /* A new log (an empty directory: segments are made on first use),
+         * or one whose first segment never got its header. */
         if (!o->read_only && (rc = demote_unused(w, segnos, count)) < 0)
             goto out;
         w->first_segno = 0;

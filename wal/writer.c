@@ -225,13 +225,13 @@ static void put_frame(struct wal *w, enum frame_type type, uint32_t salt, const 
 }
 
 /*
- * Moves append_pos to where a frame of `payload` bytes (at least one, if
- * `payload` > 0) can start: past a block's last bytes, where a header does
- * not fit, and past a segment's header, which it puts in the ring. Returns
- * with at least `need` free ring bytes. May release mu; everything is
+ * Moves append_pos to where a frame can start: past a block's last bytes,
+ * where a header does not fit, past a segment's last 16 bytes, where no
+ * payload would, and past a segment's header, which it puts in the ring.
+ * Returns with at least `need` free ring bytes. May release mu; everything is
  * re-checked after that.
  */
-static int place_frame(struct wal *w, size_t payload, size_t need)
+static int place_frame(struct wal *w, size_t need)
 {
     for (;;) {
         if (w->append_pos % w->segment_bytes == 0) {
@@ -256,8 +256,7 @@ static int place_frame(struct wal *w, size_t payload, size_t need)
         }
         size_t block_left = WAL_BLOCK_BYTES - (size_t)(w->append_pos % WAL_BLOCK_BYTES);
         size_t segment_left = (size_t)(w->segment_bytes - w->append_pos % w->segment_bytes);
-        if (block_left < WAL_FRAME_HEADER_BYTES ||
-            (payload > 0 && segment_left == WAL_FRAME_HEADER_BYTES)) {
+        if (block_left < WAL_FRAME_HEADER_BYTES || segment_left <= WAL_FRAME_HEADER_BYTES) {
             if (ring_free(w) < block_left) {
                 int rc = make_room(w, block_left);
                 if (rc < 0)
@@ -286,7 +285,7 @@ static int append_begin(struct wal *w)
     uint32_t prev = chain_salt(w);
     for (int i = 0; i < 4; i++)
         payload[i] = (uint8_t)(prev >> (8 * i));
-    int rc = place_frame(w, sizeof payload, WAL_FRAME_HEADER_BYTES + sizeof payload);
+    int rc = place_frame(w, WAL_FRAME_HEADER_BYTES + sizeof payload);
     if (rc < 0)
         return rc;
     put_frame(w, FRAME_BEGIN, w->salt, payload, sizeof payload);
@@ -320,7 +319,7 @@ int wal_append(wal *w, const void *data, size_t len, struct wal_ticket *ticket)
     uint64_t start = 0;
     while (rc == 0) {
         size_t want = len - done < w->max_frame_payload ? len - done : w->max_frame_payload;
-        rc = place_frame(w, want, WAL_FRAME_HEADER_BYTES + want);
+        rc = place_frame(w, WAL_FRAME_HEADER_BYTES + want);
         if (rc < 0)
             break;
         /* place_frame left room for the header and at least one byte. */
@@ -378,11 +377,11 @@ static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
 {
     int yields = 0;
     for (;;) {
+        if (w->failed)
+            return w->failed;
         uint64_t done = sync ? w->durable_pos : w->written_pos;
         if (done >= target)
             return 0;
-        if (w->failed)
-            return w->failed;
         if (w->io_busy) {
             pthread_cond_wait(&w->io_done, &w->mu);
             continue;
