@@ -146,26 +146,23 @@ int segment_read_header(struct wal *w, int fd, struct segment_header *header)
     return segment_header_decode(buf, header);
 }
 
-/* Opens for writing with O_DIRECT when wanted, falling back to buffered I/O
- * where the filesystem refuses it. */
-static int open_for_write(struct wal *w, const char *name, int flags)
+/* Opens for writing, with O_DIRECT when `*direct` says so; where the
+ * filesystem refuses it, clears `*direct` and opens for buffered I/O. */
+static int open_for_write(struct wal *w, const char *name, int flags, int *direct)
 {
-    int rc = -EINVAL;
-    if (w->direct) {
-        rc = w->io->openat(w->io->ctx, w->dirfd, name, flags | O_RDWR | O_DIRECT, 0644);
+    if (*direct) {
+        int rc = w->io->openat(w->io->ctx, w->dirfd, name, flags | O_RDWR | O_DIRECT, 0644);
         if (rc != -EINVAL)
             return rc;
-        w->direct = 0;
-        if (!w->warned_direct) {
-            w->warned_direct = 1;
-            wal_log(w, "wal: O_DIRECT refused by the filesystem; using buffered writes "
-                       "with fdatasync");
-        }
+        *direct = 0;
     }
     return w->io->openat(w->io->ctx, w->dirfd, name, flags | O_RDWR, 0644);
 }
 
-static int zero_fill(struct wal *w, int fd)
+/* Writes zeros over a whole segment file and syncs it. Some filesystems
+ * accept O_DIRECT at open and refuse it at the first write: then `*direct`
+ * is cleared and the descriptor turned to buffered I/O. */
+static int zero_fill(struct wal *w, int fd, int *direct)
 {
     void *zeros;
     if (posix_memalign(&zeros, WAL_BLOCK_BYTES, ZERO_FILL_BYTES) != 0)
@@ -176,15 +173,9 @@ static int zero_fill(struct wal *w, int fd)
         size_t len = w->segment_bytes - off < ZERO_FILL_BYTES ? (size_t)(w->segment_bytes - off)
                                                                : ZERO_FILL_BYTES;
         ssize_t n = w->io->pwrite(w->io->ctx, fd, zeros, len, (off_t)off);
-        if (n == -EINVAL && w->direct) {
-            /* Some filesystems accept O_DIRECT at open and refuse it here. */
+        if (n == -EINVAL && *direct) {
+            *direct = 0;
             rc = w->io->clear_direct(w->io->ctx, fd);
-            w->direct = 0;
-            if (!w->warned_direct) {
-                w->warned_direct = 1;
-                wal_log(w, "wal: O_DIRECT writes refused by the filesystem; using buffered "
-                           "writes with fdatasync");
-            }
             continue;
         }
         if (n < 0)
@@ -200,6 +191,16 @@ static int zero_fill(struct wal *w, int fd)
     return rc;
 }
 
+/* The writer's own O_DIRECT flag, with the fallback logged once. */
+static int writer_open(struct wal *w, const char *name, int flags)
+{
+    int was_direct = w->direct;
+    int fd = open_for_write(w, name, flags, &w->direct);
+    if (was_direct && !w->direct)
+        wal_direct_refused(w);
+    return fd;
+}
+
 /*
  * Opens segment `segno` for the writer: the file itself if it exists (the
  * writer continues in it after a restart), else a spare renamed to its name,
@@ -213,7 +214,7 @@ int segment_open_write(struct wal *w, uint64_t segno, int *fd_out)
     segment_name(name, segno);
 
     pthread_mutex_lock(&w->seg_mu);
-    int fd = open_for_write(w, name, 0);
+    int fd = writer_open(w, name, 0);
     if (fd >= 0 || fd != -ENOENT)
         goto out;
 
@@ -223,7 +224,7 @@ int segment_open_write(struct wal *w, uint64_t segno, int *fd_out)
         int rc = w->io->renameat(w->io->ctx, w->dirfd, spare, name);
         if (rc == 0) {
             w->spare_count--;
-            fd = open_for_write(w, name, 0);
+            fd = writer_open(w, name, 0);
             if (fd >= 0) {
                 rc = segment_sync_dir(w);
                 if (rc < 0) {
@@ -244,10 +245,13 @@ int segment_open_write(struct wal *w, uint64_t segno, int *fd_out)
         w->spare_count--; /* someone removed it: make a new one instead */
     }
 
-    fd = open_for_write(w, name, O_CREAT | O_EXCL);
+    fd = writer_open(w, name, O_CREAT | O_EXCL);
     if (fd < 0)
         goto out;
-    int rc = zero_fill(w, fd);
+    int was_direct = w->direct;
+    int rc = zero_fill(w, fd, &w->direct);
+    if (was_direct && !w->direct)
+        wal_direct_refused(w);
     if (rc == 0)
         rc = segment_sync_dir(w);
     if (rc < 0) {
@@ -288,4 +292,52 @@ int segment_make_spare(struct wal *w, const char *name)
     }
     w->next_spare_id++;
     return 0;
+}
+
+/*
+ * Makes spare files until the log has `spare_limit` of them, so that the
+ * writer finds one ready when it moves to a new segment. wal_release() calls
+ * this on the thread that releases space (a store's checkpoint), which keeps
+ * the zero-filling of new segments out of the commit path. Spares are not
+ * listed until they are complete; one left half made by a crash is still a
+ * usable spare (a short file that the writer's writes extend).
+ */
+int segment_make_spares(struct wal *w)
+{
+    for (;;) {
+        pthread_mutex_lock(&w->seg_mu);
+        if (w->spare_count + w->spares_in_making >= w->spare_limit) {
+            pthread_mutex_unlock(&w->seg_mu);
+            return 0;
+        }
+        uint64_t id = w->next_spare_id++;
+        w->spares_in_making++;
+        pthread_mutex_unlock(&w->seg_mu);
+
+        char name[WAL_SEGMENT_NAME_MAX];
+        spare_name(name, id);
+        int direct = w->direct_wanted;
+        int fd = open_for_write(w, name, O_CREAT | O_EXCL, &direct);
+        int rc = fd;
+        if (fd >= 0) {
+            rc = zero_fill(w, fd, &direct);
+            w->io->close(w->io->ctx, fd);
+            if (rc < 0)
+                w->io->unlinkat(w->io->ctx, w->dirfd, name);
+        }
+
+        pthread_mutex_lock(&w->seg_mu);
+        w->spares_in_making--;
+        if (rc >= 0) {
+            rc = push(&w->spares, &w->spare_count, &w->spare_cap, id);
+            if (rc == 0) {
+                pthread_mutex_lock(&w->mu);
+                w->stats.segments_created++;
+                pthread_mutex_unlock(&w->mu);
+            }
+        }
+        pthread_mutex_unlock(&w->seg_mu);
+        if (rc < 0)
+            return rc;
+    }
 }

@@ -47,6 +47,14 @@ void wal_log(struct wal *w, const char *fmt, ...)
     w->log_fn(w->log_ctx, line);
 }
 
+void wal_direct_refused(struct wal *w)
+{
+    if (w->warned_direct)
+        return;
+    w->warned_direct = 1;
+    wal_log(w, "wal: O_DIRECT refused by the filesystem; using buffered writes with fdatasync");
+}
+
 static uint32_t new_salt(uint32_t differs_from)
 {
     uint32_t salt = differs_from;
@@ -251,7 +259,7 @@ int wal_open(const char *dir, const struct wal_options *options, wal **out)
     w->spare_limit = options->spare_segments;
     w->log_fn = options->log;
     w->log_ctx = options->log_ctx;
-    w->direct = options->direct_io;
+    w->direct = w->direct_wanted = options->direct_io;
     pthread_mutex_init(&w->append_mu, NULL);
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->seg_mu, NULL);
@@ -360,5 +368,14 @@ int wal_release(wal *w, uint64_t pos)
     pthread_mutex_lock(&w->mu);
     w->first_pos = first;
     pthread_mutex_unlock(&w->mu);
-    return rc;
+    if (rc < 0)
+        return rc;
+
+    /* Spares made now are segments the commit path will not have to make.
+     * Failing to make one is no failure of the release: the writer makes
+     * its segment itself when it needs it, and reports what goes wrong. */
+    int spare_rc = segment_make_spares(w);
+    if (spare_rc < 0)
+        wal_log(w, "wal: could not prepare a spare segment: %s", strerror(-spare_rc));
+    return 0;
 }

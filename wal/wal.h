@@ -74,8 +74,10 @@ struct wal_options {
     /* Open for reading only: no lock held exclusively, nothing written
      * (default 0). */
     int read_only;
-    /* Released segments kept to be reused instead of deleted (default 2).
-     * Reusing a segment avoids the cost of a growing file on every commit. */
+    /* Spare segments kept ready for reuse (default 2): released segments,
+     * and new ones wal_release() makes. Writing into a file's existing
+     * blocks spares every commit the cost of a growing file, and a ready
+     * spare spares the commit path the making of a segment. */
     unsigned spare_segments;
     /* File operations; NULL means wal_posix_io. */
     const struct wal_io *io;
@@ -146,8 +148,11 @@ struct wal_stop;
 void wal_recovery(wal *log, struct wal_stop *stop);
 
 /* Tells the log that records before `pos` are no longer needed (they were
- * checkpointed). Segments that end at or before `pos` are reused or deleted;
- * `pos` may not be beyond the durable position. */
+ * checkpointed). Segments that end at or before `pos` become spares or are
+ * deleted; `pos` may not be beyond the durable position. Then, on the
+ * caller's thread, it makes new spares up to spare_segments, so that the
+ * commit path finds the next segments ready (call it from a background
+ * thread: making a spare writes a whole segment of zeros). */
 int wal_release(wal *log, uint64_t pos);
 
 struct wal_stats {

@@ -28,6 +28,7 @@ struct wal {
     size_t ring_bytes;
     size_t max_frame_payload;
     unsigned spare_limit;
+    int direct_wanted; /* the direct_io option */
     void (*log_fn)(void *ctx, const char *message);
     void *log_ctx;
     uint8_t *ring;
@@ -67,12 +68,15 @@ struct wal {
     uint64_t *spares; /* ids of spare-<id>.wal files ready for reuse */
     size_t spare_count;
     size_t spare_cap;
+    unsigned spares_in_making; /* by segment_make_spares, not yet listed */
     uint64_t next_spare_id;
 };
 
 #define WAL_SEGMENT_NAME_MAX 40
 
 void wal_log(struct wal *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logs, once, that the filesystem refused O_DIRECT. */
+void wal_direct_refused(struct wal *w);
 
 static inline uint64_t align_up(uint64_t x, uint64_t a)
 {
@@ -91,6 +95,7 @@ int segment_open_read(struct wal *w, uint64_t segno, int *fd);
 int segment_read_header(struct wal *w, int fd, struct segment_header *header);
 int segment_open_write(struct wal *w, uint64_t segno, int *fd);
 int segment_make_spare(struct wal *w, const char *name);
+int segment_make_spares(struct wal *w);
 int segment_sync_dir(struct wal *w);
 
 /* writer.c */

@@ -69,16 +69,6 @@ static uint32_t chain_salt(const struct wal *w)
     return w->begun ? w->salt : w->prev_salt;
 }
 
-static void note_direct_fallback(struct wal *w)
-{
-    w->direct = 0;
-    if (!w->warned_direct) {
-        w->warned_direct = 1;
-        wal_log(w, "wal: O_DIRECT writes refused by the filesystem; using buffered writes "
-                   "with fdatasync");
-    }
-}
-
 static int write_all(struct wal *w, const uint8_t *buf, size_t len, uint64_t off,
                      struct io_counts *counts)
 {
@@ -89,7 +79,8 @@ static int write_all(struct wal *w, const uint8_t *buf, size_t len, uint64_t off
             int rc = w->io->clear_direct(w->io->ctx, w->seg_fd);
             if (rc < 0)
                 return rc;
-            note_direct_fallback(w);
+            w->direct = 0;
+            wal_direct_refused(w);
             continue;
         }
         if (n < 0)
