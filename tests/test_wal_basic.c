@@ -131,9 +131,7 @@ static void test_sizes(void)
     CHECK_OK(tu_append(log, &m, 1001, 5));
     commit_ok(log, &m);
     CHECK_OK(wal_close(log));
-    log = TU_OPEN(dir, &o2);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o2, &m);
     tu_model_free(&m);
 }
 
@@ -207,9 +205,7 @@ static void test_ring_wrap(void)
     CHECK_OK(wal_close(log));
 
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
 }
 
@@ -247,9 +243,7 @@ static void test_flush_without_sync(void)
     CHECK_OK(wal_close(log));
 
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
 }
 
@@ -466,9 +460,7 @@ static void segment_tail(size_t next_len)
     CHECK_OK(tu_append(log, &m, id++, 50));
     CHECK_OK(wal_commit(log));
     CHECK_OK(wal_close(log));
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
 }
 

@@ -362,9 +362,7 @@ static void direct_refused(int at_open, int existing)
 
     options_with(&o, NULL, NULL);
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
 }
 
@@ -424,9 +422,7 @@ static void test_pwrite_enospc(void)
 
     options_with(&o, NULL, NULL);
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
     fault_destroy(&f);
 }
@@ -479,9 +475,7 @@ static void test_new_segment_enospc(void)
 
     options_with(&o, NULL, NULL);
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
     fault_destroy(&f);
 }
@@ -531,9 +525,7 @@ static void test_fdatasync_eio(void)
     append_records(log, &m, &id, 2, 1000);
     CHECK_OK(wal_commit(log));
     CHECK_OK(wal_close(log));
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
     fault_destroy(&f);
     CHECKF(sync_rc == -EIO, "wal_sync after a failed fdatasync returned %d, not the sticky -EIO",
@@ -802,9 +794,7 @@ static void fill_tmpfs(void)
     CHECK_OK(wal_commit(log));
     CHECK_OK(wal_close(log));
     o.create = 0;
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
     tu_model_free(&m);
 }
 

@@ -335,9 +335,7 @@ static void test_odd_lengths(void)
         if (off + BLOCK + 77 < SEG)
             tu_truncate(last, off + BLOCK + 77);
     }
-    log = TU_OPEN(small, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(small, &o, &m);
 
     tu_model_free(&m);
     tu_model_free(&scratch);

@@ -118,9 +118,7 @@ static void stale_run(int packed)
     CHECK(m.r[m.n - 2].t.pos >= end2);
     CHECK_OK(wal_commit(log));
     CHECK_OK(wal_close(log));
-    log = TU_OPEN(dir, &o);
-    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
-    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
 
     free(run1);
     tu_model_free(&a);

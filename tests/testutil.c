@@ -778,3 +778,14 @@ wal *tu_open_at(const char *file, int line, const char *dir, const struct wal_op
         tu_failf(file, line, "wal_open", "wal_open(%s) returned 0 and no log", dir);
     return log;
 }
+
+void tu_reopen_check_at(const char *file, int line, const char *dir, const struct wal_options *o,
+                        const struct tu_model *m)
+{
+    wal *log = tu_open_at(file, line, dir, o);
+    tu_read_check_at(file, line, log, wal_first_pos(log), m, 0, m->n, m->n, NULL);
+    int rc = wal_close(log);
+    if (rc != 0)
+        tu_failf(file, line, "wal_close", "wal_close(%s) returned %d (%s)", dir, rc,
+                 tu_strerror(rc));
+}

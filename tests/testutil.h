@@ -209,5 +209,10 @@ void tu_options(struct wal_options *o, size_t ring_bytes, uint64_t segment_bytes
 /* wal_open() that must succeed. */
 wal *tu_open_at(const char *file, int line, const char *dir, const struct wal_options *o);
 #define TU_OPEN(dir, o) tu_open_at(__FILE__, __LINE__, dir, o)
+/* Opens the log in `dir`, CHECKs that it holds exactly the model's records
+ * from its first position on, and closes it. */
+void tu_reopen_check_at(const char *file, int line, const char *dir, const struct wal_options *o,
+                        const struct tu_model *m);
+#define REOPEN_CHECK(dir, o, m) tu_reopen_check_at(__FILE__, __LINE__, dir, o, m)
 
 #endif /* MINDB_TESTUTIL_H */
