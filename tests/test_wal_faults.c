@@ -55,6 +55,7 @@ struct fault {
     int pwrite_error;          /* every pwrite returns it */
     int new_file_pwrite_error; /* pwrites to files created while set return it */
     int fdatasync_error;       /* every fdatasync returns it */
+    long fdatasync_countdown;  /* the fdatasync this many calls from now fails */
     /* What happened. */
     long direct_opens, direct_pwrites_refused, targeted;
     int open_fds;
@@ -200,6 +201,10 @@ static int f_fdatasync(void *ctx, int fd)
     if (f->fdatasync_error) {
         f->targeted++;
         return f->fdatasync_error;
+    }
+    if (f->fdatasync_countdown > 0 && --f->fdatasync_countdown == 0) {
+        f->targeted++;
+        return -EIO;
     }
     return wal_posix_io.fdatasync(wal_posix_io.ctx, fd);
 }
@@ -532,6 +537,50 @@ static void test_fdatasync_eio(void)
            sync_rc);
 }
 
+/* The fdatasync that closes a full segment before the next one starts fails:
+ * as final as the commit's own, though the next write would succeed. */
+static void test_segment_switch_sync_eio(void)
+{
+    char dir[TU_PATH_MAX];
+    tu_path(dir, "log");
+    struct fault f;
+    fault_init(&f);
+    struct wal_options o;
+    options_with(&o, &f, NULL);
+    wal *log = TU_OPEN(dir, &o);
+    struct tu_model m;
+    tu_model_init(&m);
+    uint64_t id = 1;
+    /* Records through the 64 KiB ring until one fails: the ring drains
+     * into segment 0, made with a zero fill that ends with fdatasync 1;
+     * before segment 1 begins, segment 0 is synced: fdatasync 2 fails. */
+    f.fdatasync_countdown = 2;
+    int rc = 0;
+    while (rc == 0 && wal_append_pos(log) < 3 * SEG)
+        rc = tu_append(log, &m, id++, 1000);
+    CHECK_EQ(rc, -EIO);
+    CHECK_EQ_U(f.targeted, 1);
+    CHECK_LE_U(SEG, wal_append_pos(log));
+    /* The next fdatasync would succeed, but nothing may build on it. */
+    CHECK_EQ(wal_commit(log), -EIO);
+    CHECK_EQ(wal_sync(log), -EIO);
+    CHECK_EQ(tu_append(log, &m, id++, 10), -EIO);
+    CHECK(wal_close(log) < 0);
+    CHECK_EQ(f.open_fds, 0);
+
+    /* What reached the disk is a prefix; the log goes on after it. */
+    options_with(&o, NULL, NULL);
+    o.create = 0;
+    log = TU_OPEN(dir, &o);
+    m.n = READ_CHECK(log, wal_first_pos(log), &m, 0, 0, m.n, NULL);
+    append_records(log, &m, &id, 2, 1000);
+    CHECK_OK(wal_commit(log));
+    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
+    tu_model_free(&m);
+    fault_destroy(&f);
+}
+
 /* ---- (e) fail the Nth call ---- */
 
 struct scenario {
@@ -840,6 +889,7 @@ int main(int argc, char **argv)
     tu_run("pwrite_enospc", test_pwrite_enospc);
     tu_run("new_segment_enospc", test_new_segment_enospc);
     tu_run("fdatasync_eio", test_fdatasync_eio);
+    tu_run("segment_switch_sync_eio", test_segment_switch_sync_eio);
     tu_run("fail_nth_once", test_fail_nth_once);
     tu_run("fail_nth_onwards", test_fail_nth_onwards);
     tu_run("fail_nth_torn", test_fail_nth_torn);

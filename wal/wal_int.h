@@ -39,7 +39,7 @@ struct wal {
 
     /* Guards the positions, the salts, the flags and the stats. */
     pthread_mutex_t mu;
-    pthread_cond_t io_done; /* a write or a sync finished */
+    pthread_cond_t io_done; /* io_busy went back to 0 */
     uint64_t first_pos;
     uint64_t append_pos;
     uint64_t written_pos;
@@ -48,18 +48,17 @@ struct wal {
     uint32_t prev_salt; /* salt in effect before this run, for its BEGIN */
     int begun;          /* this run's BEGIN frame is in the ring */
     int record_cut;     /* a failed append left a record unfinished */
-    int writing;        /* a thread writes ring blocks out (one at a time) */
-    unsigned syncs_running;    /* fdatasync calls under way */
-    uint64_t sync_started_to;  /* largest position a started sync covers */
-    unsigned committing;       /* threads inside wal_commit_to */
-    unsigned last_batch;       /* ...when the last sync started */
+    int io_busy;        /* one thread at a time writes or syncs */
     int failed;         /* sticky error after a failed fdatasync */
+    unsigned committing; /* threads inside wal_commit_to */
+    unsigned last_batch; /* ...when the last sync started */
     struct wal_stats stats;
     struct wal_stop recovery;
 
-    /* Owned by the thread that set `writing`. */
+    /* Owned by the thread that set io_busy. */
     int seg_fd;        /* segment being written, or -1 */
     uint64_t seg_no;   /* its number */
+    int seg_unsynced;  /* written since its last fdatasync */
     int direct;        /* O_DIRECT on seg_fd */
     int warned_direct; /* the fallback was logged */
 

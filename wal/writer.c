@@ -2,13 +2,12 @@
  * writer.c - appending to the ring, writing it out, and group commit.
  *
  * Appenders copy frames into the ring under `mu` and return. One thread at a
- * time (the one that set `writing`) writes ring blocks to the segment files,
- * with `mu` released so that others keep appending behind it; then, as the
- * leader of a commit, it fdatasync()s them. A committer whose position a
- * running sync covers waits for that sync and returns without one of its
- * own. That is the whole of group commit: the next leader takes everything
- * appended while the previous sync ran, and may start its own sync before
- * that one has finished (two at most run at once).
+ * time (the one that set io_busy) writes ring blocks to the segment files and
+ * fdatasync()s them, with `mu` released so that others keep appending behind
+ * it; a committer that finds its position already durable when that thread
+ * finishes returns without a sync of its own. That is the whole of group
+ * commit: the next leader takes everything appended while the previous sync
+ * ran.
  *
  * Blocks below written_pos are never written again. A flush therefore ends
  * the block it stops in with a PAD frame, and the next frame starts in a
@@ -29,15 +28,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Syncs that may run at once; see flush_to(). */
-#define MAX_RUNNING_SYNCS 1
-/* Times a leader lets committers come back before it syncs; see flush_to(). */
-#define MAX_YIELDS 8
-
 struct io_counts {
     uint64_t writes;
     uint64_t bytes;
     uint64_t syncs;
+    int sync_error; /* a failed fdatasync: see write_out() */
 };
 
 static size_t ring_free(const struct wal *w)
@@ -101,46 +96,28 @@ static int write_all(struct wal *w, const uint8_t *buf, size_t len, uint64_t off
     return 0;
 }
 
-/* Records a failed fdatasync: final, because the kernel may have dropped
- * the dirty pages it could not write, and a later sync would then succeed
- * without them. Called with mu held. */
-static void sync_failed(struct wal *w, int rc)
+static int sync_segment(struct wal *w, struct io_counts *counts)
 {
-    if (!w->failed)
-        w->failed = rc;
+    if (w->seg_fd < 0 || !w->seg_unsynced)
+        return 0;
+    counts->syncs++;
+    int rc = w->io->fdatasync(w->io->ctx, w->seg_fd);
+    if (rc == 0)
+        w->seg_unsynced = 0;
+    else
+        counts->sync_error = rc;
+    return rc;
 }
 
-/*
- * Moves the writer to segment `segno`. The segment before it is made durable
- * first, so that a valid header on segment n + 1 tells recovery that segment
- * n is complete. Its descriptor is closed only when no sync is using it: a
- * sync takes the descriptor while its thread is the writer, so none can
- * start while this one is switching.
- */
+/* A segment's first block (its header) reaches the disk only after the
+ * segment before it is durable, so that a valid header on segment n + 1
+ * tells recovery that segment n is complete. */
 static int switch_segment(struct wal *w, uint64_t segno, struct io_counts *counts)
 {
     if (w->seg_fd >= 0) {
-        uint64_t old_end = (w->seg_no + 1) * w->segment_bytes;
-        pthread_mutex_lock(&w->mu);
-        while (w->syncs_running > 0)
-            pthread_cond_wait(&w->io_done, &w->mu);
-        /* Moving on, the old segment was written to its end. Moving back (to
-         * write again what a failed write left in the ring), nothing is
-         * known of the segment being left, and nothing needs syncing. */
-        int need_sync = segno == w->seg_no + 1 && w->durable_pos < old_end;
-        pthread_mutex_unlock(&w->mu);
-        if (need_sync) {
-            counts->syncs++;
-            int rc = w->io->fdatasync(w->io->ctx, w->seg_fd);
-            pthread_mutex_lock(&w->mu);
-            if (rc < 0)
-                sync_failed(w, rc);
-            else if (w->durable_pos < old_end)
-                w->durable_pos = old_end; /* all of it was written before */
-            pthread_mutex_unlock(&w->mu);
-            if (rc < 0)
-                return rc;
-        }
+        int rc = sync_segment(w, counts);
+        if (rc < 0)
+            return rc;
         w->io->close(w->io->ctx, w->seg_fd);
         w->seg_fd = -1;
     }
@@ -170,6 +147,7 @@ static int write_range(struct wal *w, uint64_t from, uint64_t to, struct io_coun
         size_t len = (size_t)(end - from);
         if (len > w->ring_bytes - ring_off)
             len = w->ring_bytes - ring_off;
+        w->seg_unsynced = 1;
         int rc = write_all(w, w->ring + ring_off, len, from - segno * w->segment_bytes, counts);
         if (rc < 0)
             return rc;
@@ -179,58 +157,39 @@ static int write_range(struct wal *w, uint64_t from, uint64_t to, struct io_coun
 }
 
 /*
- * Writes the ring out up to `to` (a block boundary). Called with mu held and
- * no other thread writing; releases mu while it does I/O, so others keep
- * appending. With `sync_fd`, it also hands back the segment descriptor for a
- * sync, registered as running before anyone else can write (and switch
- * segments). On failure nothing moves: the bytes stay in the ring and the
+ * Writes the ring out up to `to` (a block boundary) and, with `sync`,
+ * fdatasync()s it. Called with mu held and io_busy clear; releases mu while
+ * it does I/O. On failure nothing moves: the bytes stay in the ring and the
  * next call writes them again, which is safe because none of them was
  * committed.
  */
-static int write_out(struct wal *w, uint64_t to, int *sync_fd)
+static int write_out(struct wal *w, uint64_t to, int sync)
 {
     struct io_counts counts = {0};
     uint64_t from = w->written_pos;
-    w->writing = 1;
+    w->io_busy = 1;
     pthread_mutex_unlock(&w->mu);
 
     int rc = write_range(w, from, to, &counts);
+    if (rc == 0 && sync)
+        rc = sync_segment(w, &counts);
 
     pthread_mutex_lock(&w->mu);
     if (rc == 0) {
         w->written_pos = to;
-        if (sync_fd) {
-            *sync_fd = w->seg_fd;
-            w->syncs_running++;
-            if (to > w->sync_started_to)
-                w->sync_started_to = to;
-        }
+        if (sync)
+            w->durable_pos = to;
     }
+    /* A failed fdatasync, the commit's own or the one that closes a full
+     * segment, is final: the kernel may have dropped the dirty pages it
+     * could not write, and a later sync would succeed without them. */
+    if (counts.sync_error < 0 && !w->failed)
+        w->failed = counts.sync_error;
     w->stats.writes += counts.writes;
     w->stats.bytes_written += counts.bytes;
     w->stats.syncs += counts.syncs;
     w->stats.direct_io = w->direct;
-    w->writing = 0;
-    pthread_cond_broadcast(&w->io_done);
-    return rc;
-}
-
-/* fdatasync()s the descriptor write_out() handed back, with mu released, and
- * moves the durable position up to `to`. Syncs may overlap: each one covers
- * every write that finished before it started, and a later one ends no
- * earlier than `to`, so the durable position is the largest `to` seen. */
-static int sync_out(struct wal *w, int fd, uint64_t to)
-{
-    pthread_mutex_unlock(&w->mu);
-    int rc = fd >= 0 ? w->io->fdatasync(w->io->ctx, fd) : 0;
-    pthread_mutex_lock(&w->mu);
-    w->syncs_running--;
-    if (fd >= 0)
-        w->stats.syncs++;
-    if (rc < 0)
-        sync_failed(w, rc);
-    else if (to > w->durable_pos)
-        w->durable_pos = to;
+    w->io_busy = 0;
     pthread_cond_broadcast(&w->io_done);
     return rc;
 }
@@ -243,11 +202,11 @@ static int make_room(struct wal *w, size_t need)
         return 0;
     if (w->failed)
         return w->failed;
-    if (w->writing) {
+    if (w->io_busy) {
         pthread_cond_wait(&w->io_done, &w->mu);
         return 0;
     }
-    return write_out(w, align_down(w->append_pos, WAL_BLOCK_BYTES), NULL);
+    return write_out(w, align_down(w->append_pos, WAL_BLOCK_BYTES), 0);
 }
 
 static void put_frame(struct wal *w, enum frame_type type, uint32_t salt, const void *payload,
@@ -407,15 +366,8 @@ static void pad_block(struct wal *w)
     w->stats.frames++;
 }
 
-/*
- * Writes out (and with `sync`, makes durable) everything up to `target`,
- * sharing the work of other threads: a committer whose target a running sync
- * covers waits for it; otherwise it leads, writing out everything appended so
- * far, everyone's, and syncing it. Up to MAX_RUNNING_SYNCS syncs overlap, so
- * that records appended while one waits for the device go out in the next
- * without waiting for the first to finish: the device serves overlapping
- * flushes nearly as fast as one. Called with mu held.
- */
+/* Writes out (and with `sync`, makes durable) everything up to `target`,
+ * sharing the work of a thread already doing it. Called with mu held. */
 static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
 {
     int yields = 0;
@@ -425,8 +377,7 @@ static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
         uint64_t done = sync ? w->durable_pos : w->written_pos;
         if (done >= target)
             return 0;
-        if (w->writing || (sync && (target <= w->sync_started_to ||
-                                    w->syncs_running >= MAX_RUNNING_SYNCS))) {
+        if (w->io_busy) {
             pthread_cond_wait(&w->io_done, &w->mu);
             continue;
         }
@@ -434,7 +385,7 @@ static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
          * record and commit again, all within microseconds; a leader that
          * syncs before they are back covers only itself. So while fewer are
          * committing than the last sync covered, give them the CPU first. */
-        if (sync && yields < MAX_YIELDS && w->committing < w->last_batch) {
+        if (sync && yields < 8 && w->committing < w->last_batch) {
             yields++;
             pthread_mutex_unlock(&w->mu);
             sched_yield();
@@ -449,10 +400,7 @@ static int flush_to(struct wal *w, uint64_t target, int sync, int *did_io)
             to = w->append_pos;
         }
         *did_io = 1;
-        int fd = -1;
-        int rc = write_out(w, to, sync ? &fd : NULL);
-        if (rc == 0 && sync)
-            rc = sync_out(w, fd, to);
+        int rc = write_out(w, to, sync);
         if (rc < 0)
             return rc;
     }
