@@ -342,6 +342,70 @@ static void test_odd_lengths(void)
     free_master(&ms);
 }
 
+/* A damaged segment header is corruption, not a segment never used: open
+ * refuses the log (-EUCLEAN) and changes no file. A segment file with no
+ * header and no frame (made, never written) is only a spare. */
+static void test_segment_headers(void)
+{
+    char dir[TU_PATH_MAX], copy[TU_PATH_MAX], seg[TU_PATH_MAX];
+    tu_path(dir, "log");
+    struct wal_options o;
+    tu_options(&o, RING, SEG);
+    wal *log = TU_OPEN(dir, &o);
+    struct tu_model m;
+    tu_model_init(&m);
+    uint64_t id = 1;
+    while (wal_durable_pos(log) < 2 * SEG + SEG / 2) {
+        CHECK_OK(tu_append(log, &m, id++, 3000));
+        CHECK_OK(wal_commit(log));
+    }
+    CHECK_OK(wal_close(log));
+    o.create = 0;
+    const uint64_t last = 2;
+
+    static const struct {
+        const char *what;
+        uint64_t segno;
+        int zero; /* zero the header instead of flipping a bit */
+    } cases[] = {
+        {"bit flip in the last segment's header", 2, 0},
+        {"bit flip in the first segment's header", 0, 0},
+        {"zeroed header of the last segment", 2, 1},
+        {"zeroed header of a middle segment", 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tu_path(copy, "copy%zu", i);
+        tu_copy_dir(dir, copy);
+        tu_segment_path(seg, copy, cases[i].segno);
+        if (cases[i].zero)
+            tu_zero_range(seg, 0, 48);
+        else
+            tu_flip_bit(seg, 20, 1);
+        wal *bad = NULL;
+        int rc = wal_open(copy, &o, &bad);
+        CHECKF(rc == -EUCLEAN, "%s: wal_open returned %d (%s)", cases[i].what, rc,
+               tu_strerror(rc));
+        CHECK_EQ_U(tu_count_files(copy, "", ".wal"), last + 1);
+        CHECK_EQ_U(tu_count_files(copy, "spare-", ".wal"), 0);
+    }
+
+    /* A made but never written segment 3: a spare, and the log goes on. */
+    tu_segment_path(seg, dir, last + 1);
+    static uint8_t zeros[SEG];
+    FILE *made = fopen(seg, "w");
+    CHECK(made != NULL);
+    CHECK(fclose(made) == 0);
+    tu_pwrite_file(seg, zeros, sizeof zeros, 0);
+    log = TU_OPEN(dir, &o);
+    CHECK(!tu_exists(seg));
+    CHECK_EQ_U(tu_count_files(dir, "spare-", ".wal"), 1);
+    READ_CHECK(log, wal_first_pos(log), &m, 0, m.n, m.n, NULL);
+    CHECK_OK(tu_append(log, &m, id++, 3000));
+    CHECK_OK(wal_close(log));
+    REOPEN_CHECK(dir, &o, &m);
+    tu_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -349,5 +413,6 @@ int main(int argc, char **argv)
     tu_run("zeroed_tail", test_zeroed_tail);
     tu_run("bit_flips", test_bit_flips);
     tu_run("odd_lengths", test_odd_lengths);
+    tu_run("segment_headers", test_segment_headers);
     return tu_finish();
 }

@@ -128,14 +128,16 @@ static enum wal_stop_reason enter_segment(struct frame_cursor *c, uint64_t segno
 
     struct segment_header h;
     rc = segment_read_header(w, fd, &h);
+    if (rc == -ENODATA)
+        return WAL_STOP_END; /* a new file whose header was never written */
     if (rc == -EBADMSG)
-        return WAL_STOP_END; /* a reused file whose new header was never written */
+        return WAL_STOP_BAD_HEADER;
     if (rc < 0) {
         *error = rc;
         return WAL_STOP_IO;
     }
     if (h.segno != segno)
-        return WAL_STOP_END; /* likewise: the header of its earlier use */
+        return WAL_STOP_END; /* a reused file: the header of its earlier use */
     if (h.segment_bytes != w->segment_bytes)
         return WAL_STOP_BAD_HEADER;
     if (!starting && h.salt != c->salt)

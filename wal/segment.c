@@ -135,6 +135,9 @@ int segment_open_read(struct wal *w, uint64_t segno, int *fd)
     return 0;
 }
 
+/* Returns 0 with a valid header, -ENODATA where none was ever written (a
+ * short file, or zeros: a new segment or spare), -EBADMSG for a damaged
+ * one, -ENOTSUP for another format version. */
 int segment_read_header(struct wal *w, int fd, struct segment_header *header)
 {
     uint8_t buf[WAL_SEGMENT_HEADER_BYTES];
@@ -142,7 +145,10 @@ int segment_read_header(struct wal *w, int fd, struct segment_header *header)
     if (n < 0)
         return (int)n;
     if ((size_t)n < sizeof buf)
-        return -EBADMSG;
+        return -ENODATA;
+    static const uint8_t zeros[WAL_SEGMENT_HEADER_BYTES];
+    if (memcmp(buf, zeros, sizeof buf) == 0)
+        return -ENODATA;
     return segment_header_decode(buf, header);
 }
 

@@ -120,7 +120,32 @@ static int demote_unused(struct wal *w, const uint64_t *segnos, size_t count)
     return count ? segment_sync_dir(w) : 0;
 }
 
-/* Checks one segment's header; returns 1 if it is a valid header for it.
+/* Whether the first frame of segment `segno` is intact: only the writer of
+ * that segment can have put it there, since its checksum is seeded with its
+ * position. Read errors and memory shortage count as no. */
+static int holds_first_frame(struct wal *w, int fd, uint64_t segno)
+{
+    uint8_t header[WAL_FRAME_HEADER_BYTES];
+    uint64_t pos = segno * w->segment_bytes + WAL_BLOCK_BYTES;
+    size_t room = (size_t)(w->segment_bytes - WAL_BLOCK_BYTES - WAL_FRAME_HEADER_BYTES);
+    struct frame_header h;
+    if (w->io->pread(w->io->ctx, fd, header, sizeof header, WAL_BLOCK_BYTES) !=
+            (ssize_t)sizeof header ||
+        frame_decode(header, room, &h) != FRAME_DECODE_OK)
+        return 0;
+    uint8_t *payload = malloc(h.length ? h.length : 1);
+    int intact = payload &&
+                 w->io->pread(w->io->ctx, fd, payload, h.length,
+                              WAL_BLOCK_BYTES + WAL_FRAME_HEADER_BYTES) == (ssize_t)h.length &&
+                 frame_verify(&h, pos, header, payload);
+    free(payload);
+    return intact;
+}
+
+/* Checks one segment's header; returns 1 if it is a valid header for it,
+ * 0 if the file was never used as this segment (no header yet, or the header
+ * of its use before it became a spare). A damaged header is an error: the
+ * segment may hold committed records, and they are not to be written over.
  * The first valid header fixes the log's segment size: a log keeps the size
  * it was created with, whatever the options say now. */
 static int header_valid(struct wal *w, uint64_t segno, int *size_known, int *error)
@@ -133,9 +158,17 @@ static int header_valid(struct wal *w, uint64_t segno, int *size_known, int *err
     }
     struct segment_header h;
     rc = segment_read_header(w, fd, &h);
+    if (rc == -ENODATA && holds_first_frame(w, fd, segno))
+        rc = -EBADMSG; /* records, but the header that goes with them is gone */
     w->io->close(w->io->ctx, fd);
-    if (rc == -EBADMSG || (rc == 0 && h.segno != segno))
+    if (rc == -ENODATA || (rc == 0 && h.segno != segno))
         return 0;
+    if (rc == -EBADMSG) {
+        char name[WAL_SEGMENT_NAME_MAX];
+        segment_name(name, segno);
+        wal_log(w, "wal: segment %s has a damaged header", name);
+        rc = -EUCLEAN;
+    }
     if (rc < 0) {
         *error = rc;
         return 0;
