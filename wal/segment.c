@@ -221,7 +221,18 @@ int segment_open_write(struct wal *w, uint64_t segno, int *fd_out)
 
     pthread_mutex_lock(&w->seg_mu);
     int fd = writer_open(w, name, 0);
-    if (fd >= 0 || fd != -ENOENT)
+    if (fd >= 0) {
+        /* It exists: the writer continues in it after a restart, or retries
+         * after a failure that may have come between a rename into this
+         * name and the directory sync that makes the name durable. */
+        int rc = segment_sync_dir(w);
+        if (rc < 0) {
+            w->io->close(w->io->ctx, fd);
+            fd = rc;
+        }
+        goto out;
+    }
+    if (fd != -ENOENT)
         goto out;
 
     if (w->spare_count > 0) {
