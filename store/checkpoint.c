@@ -1,0 +1,259 @@
+/*
+ * checkpoint.c - moving committed changes out of the log: dirty chunks into
+ * data segments, the state into a new manifest, and the log before it
+ * released. Also the background thread that runs checkpoints (and
+ * compaction) and the back-pressure that makes writers wait for one when
+ * dirty memory is over its bound.
+ *
+ * A checkpoint holds the state lock only to take its snapshot (serialising
+ * metadata and freezing dirty chunks, no I/O) and to install the chunks'
+ * new places afterwards. Compression, writes and fsyncs run unlocked; a
+ * writer that changes a frozen chunk meanwhile copies it first.
+ *
+ * Order, each step durable before the next:
+ *   1. snapshot at log position P (every record before P is in it);
+ *   2. frozen chunks written to data segments, fdatasync'd;
+ *   3. the log committed up to P: a log that lost records before P could
+ *      otherwise hand their positions to new records that replay from P
+ *      would skip;
+ *   4. manifest written and switched atomically;
+ *   5. the log before the previous manifest's position released (that
+ *      manifest stays as the fallback, with the log it needs).
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Gives each frozen chunk back to its slot: its new place on success, or
+ * back to dirty when the checkpoint failed. */
+static void install(mindb *db, struct frozen_chunk *frozen, size_t n, int failed)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct frozen_chunk *f = &frozen[i];
+        struct object *obj = objtable_get(&db->objects, f->id);
+        struct chunk_slot *s = obj ? object_slot(obj, f->index) : NULL;
+        if (s && s->frozen == f->buf) {
+            s->frozen = NULL;
+            if (!failed) {
+                s->ref = f->ref;
+            } else if (!s->dirty) {
+                s->dirty = (uint8_t *)f->buf;
+                s->dirty_len = f->len;
+                s->dirty_cap = f->cap;
+                db->dirty_bytes += f->cap;
+                continue;
+            }
+        }
+        free((void *)f->buf);
+    }
+}
+
+int checkpoint_run(mindb *db)
+{
+    if (db->opt.read_only)
+        return 0;
+    struct manifest_buf m = {0};
+    struct frozen_chunk *frozen = NULL;
+    size_t n_frozen = 0;
+
+    pthread_rwlock_wrlock(&db->state);
+    if (db->broken) {
+        pthread_rwlock_unlock(&db->state);
+        return -EIO;
+    }
+    uint64_t pos = wal_append_pos(db->log);
+    uint64_t end = atomic_load(&db->last_end);
+    uint64_t seq = db->manifest_seq + 1;
+    int err = manifest_snapshot(db, seq, pos, &m, &frozen, &n_frozen);
+    pthread_rwlock_unlock(&db->state);
+
+    for (size_t i = 0; i < n_frozen && !err; i++)
+        err = datafile_write(db->data, frozen[i].id, frozen[i].index, frozen[i].buf, frozen[i].len,
+                             &frozen[i].ref);
+    if (!err)
+        err = datafile_sync(db->data);
+    if (!err && end)
+        err = wal_commit_to(db->log, end);
+    if (!err)
+        err = manifest_seal(&m, frozen, n_frozen);
+    if (!err)
+        err = manifest_write(db, seq, &m);
+    free(m.p);
+
+    pthread_rwlock_wrlock(&db->state);
+    install(db, frozen, n_frozen, err != 0);
+    uint64_t old_pos = db->checkpoint_pos, old_seq = db->loaded_seq;
+    if (!err) {
+        db->checkpoint_pos = pos;
+        db->manifest_seq = db->loaded_seq = seq;
+    }
+    pthread_rwlock_unlock(&db->state);
+    free(frozen);
+    if (err) {
+        db_log(db, "checkpoint failed: %s", mindb_strerror(err));
+        return err;
+    }
+    atomic_fetch_add(&db->checkpoints, 1);
+    db->last_checkpoint_ns = now_ns();
+    manifest_prune(db, seq, old_seq);
+    uint64_t durable = wal_durable_pos(db->log);
+    int rerr = wal_release(db->log, old_pos < durable ? old_pos : durable);
+    if (rerr)
+        db_log(db, "releasing the log: %s", mindb_strerror(rerr));
+    compact_delete_pending(db);
+    return 0;
+}
+
+int mindb_checkpoint(mindb *db)
+{
+    if (db->opt.read_only)
+        return -EROFS;
+    pthread_mutex_lock(&db->maint);
+    int err = checkpoint_run(db);
+    pthread_mutex_unlock(&db->maint);
+    if (!err) {
+        pthread_mutex_lock(&db->bg_mutex);
+        db->bg_passes++;
+        pthread_cond_broadcast(&db->bg_done);
+        pthread_mutex_unlock(&db->bg_mutex);
+    }
+    return err;
+}
+
+/* What calls for a checkpoint now. */
+static int checkpoint_due(mindb *db, int64_t now)
+{
+    uint64_t end = atomic_load(&db->last_end);
+    if (end > db->checkpoint_pos && end - db->checkpoint_pos > db->opt.checkpoint_wal_bytes)
+        return 1;
+    if (db->dirty_bytes > db->opt.dirty_bytes / 2)
+        return 1;
+    return db->opt.checkpoint_interval_ms && end > db->checkpoint_pos &&
+           now - db->last_checkpoint_ns >= (int64_t)db->opt.checkpoint_interval_ms * 1000000;
+}
+
+/* Whether a data segment other than the newest is mostly dead. */
+static int compaction_due(mindb *db)
+{
+    if (!db->opt.compact_live_percent)
+        return 0;
+    uint64_t *live;
+    uint32_t max_seg;
+    if (live_bytes(db, &live, &max_seg) != 0)
+        return 0;
+    uint32_t segs[256];
+    uint64_t sizes[256];
+    size_t n = datafile_segments(db->data, segs, sizes, 256);
+    uint32_t active = datafile_active_segment(db->data);
+    int due = 0;
+    for (size_t i = 0; i < n && i < 256 && !due; i++) {
+        uint64_t l = segs[i] <= max_seg ? live[segs[i]] : 0;
+        due = segs[i] != active && l * 100 < sizes[i] * db->opt.compact_live_percent;
+    }
+    free(live);
+    return due;
+}
+
+static void *background_main(void *arg)
+{
+    mindb *db = arg;
+    pthread_mutex_lock(&db->bg_mutex);
+    while (!db->bg_stop) {
+        if (!db->bg_requested) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&db->bg_wake, &db->bg_mutex, &ts);
+        }
+        if (db->bg_stop)
+            break;
+        int requested = db->bg_requested;
+        db->bg_requested = 0;
+        pthread_mutex_unlock(&db->bg_mutex);
+
+        int err = 0, ran = 0;
+        pthread_mutex_lock(&db->maint);
+        if (requested || checkpoint_due(db, now_ns())) {
+            err = checkpoint_run(db);
+            ran = 1;
+            if (!err && compaction_due(db))
+                err = compact_run(db, db->opt.compact_live_percent, NULL, NULL);
+        }
+        pthread_mutex_unlock(&db->maint);
+
+        pthread_mutex_lock(&db->bg_mutex);
+        if (ran) {
+            db->bg_passes++;
+            db->last_bg_error = err;
+            pthread_cond_broadcast(&db->bg_done);
+        }
+    }
+    pthread_mutex_unlock(&db->bg_mutex);
+    return NULL;
+}
+
+int background_start(mindb *db)
+{
+    if (!db->opt.background || db->opt.read_only)
+        return 0;
+    int err = pthread_create(&db->bg, NULL, background_main, db);
+    if (err)
+        return -err;
+    db->bg_started = 1;
+    return 0;
+}
+
+void background_stop(mindb *db)
+{
+    if (!db->bg_started)
+        return;
+    pthread_mutex_lock(&db->bg_mutex);
+    db->bg_stop = 1;
+    pthread_cond_broadcast(&db->bg_wake);
+    pthread_cond_broadcast(&db->bg_done);
+    pthread_mutex_unlock(&db->bg_mutex);
+    pthread_join(db->bg, NULL);
+    db->bg_started = 0;
+}
+
+void background_poke(mindb *db)
+{
+    if (!db->bg_started)
+        return;
+    uint64_t end = atomic_load(&db->last_end);
+    int due =
+        (end > db->checkpoint_pos && end - db->checkpoint_pos > db->opt.checkpoint_wal_bytes) ||
+        db->dirty_bytes > db->opt.dirty_bytes / 2;
+    if (!due)
+        return;
+    pthread_mutex_lock(&db->bg_mutex);
+    if (!db->bg_requested) {
+        db->bg_requested = 1;
+        pthread_cond_signal(&db->bg_wake);
+    }
+    pthread_mutex_unlock(&db->bg_mutex);
+}
+
+void background_wait_memory(mindb *db)
+{
+    if (!db->bg_started) {
+        pthread_mutex_lock(&db->maint);
+        if (db->dirty_bytes > db->opt.dirty_bytes)
+            (void)checkpoint_run(db);
+        pthread_mutex_unlock(&db->maint);
+        return;
+    }
+    /* Wait for one checkpoint to finish, not for memory to drop below the
+     * bound: data a checkpoint cannot move (a failing disk) must not hang
+     * writers forever. */
+    pthread_mutex_lock(&db->bg_mutex);
+    uint64_t target = db->bg_passes + 1;
+    db->bg_requested = 1;
+    pthread_cond_signal(&db->bg_wake);
+    while (db->bg_passes < target && !db->bg_stop)
+        pthread_cond_wait(&db->bg_done, &db->bg_mutex);
+    pthread_mutex_unlock(&db->bg_mutex);
+}

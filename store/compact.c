@@ -1,0 +1,247 @@
+/*
+ * compact.c - reclaiming the space of overwritten and deleted chunks.
+ *
+ * The live chunks of a mostly dead segment are copied, verbatim (no
+ * recompression), to the newest segment, and their refs moved in memory.
+ * The old segment is deleted only once two manifests written after the move
+ * exist: the newest manifest and its fallback then both name the new
+ * places, and the log they replay from starts after the move, so nothing
+ * that can still be read names the old segment.
+ *
+ * Segments that large puts in flight are writing to are left alone: their
+ * chunks are live before the record that names them is logged.
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEGMENT_HEADER_BYTES 64
+
+struct live_walk {
+    uint64_t *live;
+    uint32_t max_seg;
+};
+
+static void count_live(void *ctx, struct object *obj)
+{
+    struct live_walk *w = ctx;
+    for (uint32_t i = 0; i < obj->n_slots; i++) {
+        const struct chunk_ref *r = &obj->slots[i].ref;
+        if (r->seg && r->seg <= w->max_seg)
+            w->live[r->seg] += chunk_ref_disk_bytes(r);
+    }
+}
+
+static int segment_list(mindb *db, uint32_t **segs, uint64_t **sizes, size_t *n)
+{
+    size_t count = datafile_segments(db->data, NULL, NULL, 0);
+    *segs = malloc((count + 1) * sizeof(**segs));
+    *sizes = malloc((count + 1) * sizeof(**sizes));
+    if (!*segs || !*sizes) {
+        free(*segs);
+        free(*sizes);
+        return -ENOMEM;
+    }
+    *n = datafile_segments(db->data, *segs, *sizes, count);
+    if (*n > count)
+        *n = count;
+    return 0;
+}
+
+int live_bytes(mindb *db, uint64_t **live, uint32_t *max_seg)
+{
+    uint32_t *segs;
+    uint64_t *sizes;
+    size_t n;
+    int err = segment_list(db, &segs, &sizes, &n);
+    if (err)
+        return err;
+    struct live_walk w = {.max_seg = n ? segs[n - 1] : 0};
+    free(segs);
+    free(sizes);
+    w.live = calloc((size_t)w.max_seg + 1, sizeof(*w.live));
+    if (!w.live)
+        return -ENOMEM;
+    pthread_rwlock_rdlock(&db->state);
+    objtable_each(&db->objects, count_live, &w);
+    pthread_rwlock_unlock(&db->state);
+    *live = w.live;
+    *max_seg = w.max_seg;
+    return 0;
+}
+
+static int is_pending(mindb *db, uint32_t seg)
+{
+    for (size_t i = 0; i < db->n_pending; i++)
+        if (db->pending[i].seg == seg)
+            return 1;
+    return 0;
+}
+
+struct move {
+    uint64_t id, index;
+    struct chunk_ref from, to;
+};
+
+struct move_walk {
+    const uint8_t *victim; /* by segment number */
+    uint32_t max_seg;
+    struct move *moves;
+    size_t n, cap;
+    int err;
+};
+
+static void collect_moves(void *ctx, struct object *obj)
+{
+    struct move_walk *w = ctx;
+    for (uint32_t i = 0; i < obj->n_slots && !w->err; i++) {
+        const struct chunk_ref *r = &obj->slots[i].ref;
+        if (!r->seg || r->seg > w->max_seg || !w->victim[r->seg])
+            continue;
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 1024;
+            struct move *m = realloc(w->moves, cap * sizeof(*m));
+            if (!m) {
+                w->err = -ENOMEM;
+                return;
+            }
+            w->moves = m;
+            w->cap = cap;
+        }
+        w->moves[w->n++] = (struct move){.id = obj->id, .index = obj->slots[i].index, .from = *r};
+    }
+}
+
+int compact_run(mindb *db, unsigned live_percent,
+                void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+    uint32_t *segs;
+    uint64_t *sizes, *live;
+    size_t n;
+    uint32_t max_seg;
+    int err = segment_list(db, &segs, &sizes, &n);
+    if (err)
+        return err;
+    if ((err = live_bytes(db, &live, &max_seg))) {
+        free(segs);
+        free(sizes);
+        return err;
+    }
+    struct move_walk w = {.max_seg = max_seg};
+    uint8_t *victim = calloc((size_t)max_seg + 1, 1);
+    if (!victim) {
+        err = -ENOMEM;
+        goto out;
+    }
+    w.victim = victim;
+    uint32_t active = datafile_active_segment(db->data);
+    pthread_rwlock_rdlock(&db->state);
+    uint32_t pin = db->large_puts ? db->pin_seg : UINT32_MAX;
+    pthread_rwlock_unlock(&db->state);
+    size_t n_victims = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = segs[i];
+        uint64_t body = sizes[i] > SEGMENT_HEADER_BYTES ? sizes[i] - SEGMENT_HEADER_BYTES : 0;
+        uint64_t l = s <= max_seg ? live[s] : 0;
+        if (s == active || s >= pin || is_pending(db, s) || s > max_seg)
+            continue;
+        if (l < body && l * 100 < body * live_percent) {
+            victim[s] = 1;
+            n_victims++;
+        }
+    }
+    if (!n_victims)
+        goto out;
+
+    pthread_rwlock_rdlock(&db->state);
+    objtable_each(&db->objects, collect_moves, &w);
+    pthread_rwlock_unlock(&db->state);
+    if ((err = w.err))
+        goto out;
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; i < w.n; i++)
+        total += chunk_ref_disk_bytes(&w.moves[i].from);
+    for (size_t i = 0; i < w.n && !err; i++) {
+        err = datafile_copy(db->data, w.moves[i].id, w.moves[i].index, &w.moves[i].from,
+                            &w.moves[i].to);
+        done += chunk_ref_disk_bytes(&w.moves[i].from);
+        if (progress)
+            progress(ctx, done, total);
+    }
+    if (err) {
+        /* A damaged chunk cannot move; its segment stays (check reports it). */
+        db_log(db, "compaction stopped: %s", mindb_strerror(err));
+        goto out;
+    }
+    pthread_rwlock_wrlock(&db->state);
+    for (size_t i = 0; i < w.n; i++) {
+        struct move *m = &w.moves[i];
+        struct object *obj = objtable_get(&db->objects, m->id);
+        struct chunk_slot *s = obj ? object_slot(obj, m->index) : NULL;
+        if (s && s->ref.seg == m->from.seg && s->ref.off == m->from.off)
+            s->ref = m->to;
+    }
+    pthread_rwlock_unlock(&db->state);
+
+    if (db->n_pending + n_victims > db->pending_cap) {
+        size_t cap = db->n_pending + n_victims + 16;
+        struct pending_segment *p = realloc(db->pending, cap * sizeof(*p));
+        if (!p) {
+            err = -ENOMEM;
+            goto out;
+        }
+        db->pending = p;
+        db->pending_cap = cap;
+    }
+    for (uint32_t s = 1; s <= max_seg; s++)
+        if (victim[s])
+            db->pending[db->n_pending++] =
+                (struct pending_segment){.seg = s, .after_seq = db->manifest_seq};
+    atomic_fetch_add(&db->compactions, n_victims);
+out:
+    free(victim);
+    free(w.moves);
+    free(live);
+    free(segs);
+    free(sizes);
+    return err;
+}
+
+void compact_delete_pending(mindb *db)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < db->n_pending; i++) {
+        struct pending_segment *p = &db->pending[i];
+        if (db->manifest_seq >= p->after_seq + 2) {
+            int err = datafile_remove(db->data, p->seg);
+            if (err == 0 || err == -ENOENT)
+                continue;
+            db_log(db, "removing data segment %u: %s", p->seg, mindb_strerror(err));
+        }
+        db->pending[keep++] = *p;
+    }
+    db->n_pending = keep;
+}
+
+int mindb_compact(mindb *db, unsigned live_percent,
+                  void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+    if (db->opt.read_only)
+        return -EROFS;
+    if (live_percent > 100)
+        return -EINVAL;
+    pthread_mutex_lock(&db->maint);
+    /* Settle dirty data first, then move, then two checkpoints so the old
+     * segments can go now rather than later. */
+    int err = checkpoint_run(db);
+    if (!err)
+        err = compact_run(db, live_percent, progress, ctx);
+    if (!err)
+        err = checkpoint_run(db);
+    if (!err)
+        err = checkpoint_run(db);
+    pthread_mutex_unlock(&db->maint);
+    return err;
+}

@@ -1,0 +1,194 @@
+/*
+ * db_int.h - the store's handle and what its files share. Private to store/.
+ *
+ * Locking: `state` (a rwlock) protects the key index, the objects and their
+ * chunk maps, next_id, dirty_bytes and the checkpoint positions. A change
+ * takes it for writing, checks, appends its record to the log and applies it,
+ * so the order of records in the log is the order of changes in memory.
+ * Commits (fdatasync) and chunk compression never run under it.
+ * `maint` serialises checkpoints and compaction.
+ */
+#ifndef MINDB_DB_INT_H
+#define MINDB_DB_INT_H
+
+#include "datafile.h"
+#include "keyindex.h"
+#include "mindb.h"
+#include "object.h"
+#include "record.h"
+#include "wal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Values at least this large are written to data segments before their
+ * record, instead of through the log and memory (see ops.c). */
+#define LARGE_PUT_BYTES ((uint64_t)1 << 20)
+
+struct pending_segment {
+    uint32_t seg;
+    uint64_t after_seq; /* deletable once manifest seq >= after_seq + 2 */
+};
+
+struct mindb {
+    char *dir;
+    int dirfd, lockfd;
+    struct mindb_options opt;
+    const struct wal_io *io;
+    wal *log;
+    struct datafile *data;
+
+    pthread_rwlock_t state;
+    struct keyindex *index;
+    struct objtable objects;
+    uint64_t next_id;
+    /* Written under the lock, read without it by the checks that decide
+     * on back-pressure and checkpoints, hence atomic. */
+    _Atomic int broken;              /* sticky: a change failed half-applied */
+    _Atomic uint64_t dirty_bytes;    /* capacity of the dirty chunk buffers */
+    _Atomic uint64_t last_end;       /* log position after the newest record */
+    _Atomic uint64_t checkpoint_pos; /* replay starts here (newest manifest) */
+    uint64_t manifest_seq;           /* newest manifest file */
+    uint64_t loaded_seq;             /* the newest sound one, kept as fallback */
+    unsigned large_puts;             /* in flight; their segments are pinned */
+    uint32_t pin_seg;
+    mindb_file *files; /* open handles, closed by mindb_close() */
+    uint8_t *enc;      /* records are encoded here, under the lock: no malloc */
+    size_t enc_cap;
+
+    pthread_mutex_t maint;
+    struct pending_segment *pending;
+    size_t n_pending, pending_cap;
+
+    /* the background thread and writers waiting for memory */
+    pthread_t bg;
+    int bg_started;
+    pthread_mutex_t bg_mutex;
+    pthread_cond_t bg_wake, bg_done;
+    int bg_stop, bg_requested;
+    uint64_t bg_passes; /* checkpoints finished, to wait for the next one */
+    _Atomic int64_t last_checkpoint_ns;
+    int last_bg_error;
+
+    _Atomic uint64_t checkpoints, compactions, commits, manifest_syncs;
+};
+
+/* Now, in nanoseconds since the epoch. */
+int64_t now_ns(void);
+
+/* Logs a line through the options' callback. */
+__attribute__((format(printf, 2, 3))) void db_log(mindb *db, const char *fmt, ...);
+
+/* Takes the store's lock (lock.c); -EBUSY, with the holder logged, when
+ * another process has it. */
+int store_lock(mindb *db);
+
+/* ---- apply.c: the changes, shared by the live path and replay ---- */
+
+/* Checks `r` against the state (dry) or applies it. Checking returns the
+ * errno the change gets; applying a checked change fails only when memory
+ * runs out. Replay applies without a separate check: a record that does not
+ * apply is skipped. */
+int apply_rec(mindb *db, const struct rec *r, int dry);
+
+/* Drops one key's or one handle's hold on `obj`; frees it when none is
+ * left. */
+void object_unref(mindb *db, struct object *obj);
+
+/* The object named by `key`, or NULL. */
+struct object *lookup(mindb *db, const void *key, size_t len);
+
+/* ---- chunk.c: values in chunks ---- */
+
+/* Makes chunk `index` of `obj` writable in memory, with room for `need`
+ * bytes, loading its bytes from the frozen copy or disk. */
+int chunk_make_dirty(mindb *db, struct object *obj, uint64_t index, uint32_t need,
+                     struct chunk_slot **out);
+/* Copies `len` bytes at `off` (all within the value) into the object. The
+ * chunks must have been made dirty (ops prepare them before logging). */
+int chunk_write(mindb *db, struct object *obj, const uint8_t *buf, size_t len, uint64_t off);
+/* Prepares every chunk chunk_write(len, off) or a truncate to `off` touches. */
+int chunk_prepare_write(mindb *db, struct object *obj, size_t len, uint64_t off);
+int chunk_prepare_truncate(mindb *db, struct object *obj, uint64_t size);
+/* Sets the size, cutting chunks beyond it and zeroing the tail of the last. */
+int chunk_truncate(mindb *db, struct object *obj, uint64_t size);
+/* Reads from the value (state lock held for reading or writing). */
+ssize_t chunk_read(mindb *db, struct object *obj, void *buf, size_t len, uint64_t off);
+/* Frees the slot's memory and forgets its buffers' bytes. */
+void chunk_slot_forget(void *db, struct object *obj, struct chunk_slot *slot);
+/* Bytes the object occupies: on disk, and in memory while dirty. */
+uint64_t object_disk_bytes(const struct object *obj);
+
+/* ---- ops.c ---- */
+
+/* Checks, logs and applies `r` under the state lock (held for writing by
+ * the caller), filling in the time. */
+int log_change(mindb *db, struct rec *r);
+/* What every change does before it takes the lock: back-pressure when dirty
+ * memory is over its bound, and refusal on a read-only or broken store. */
+int change_begin(mindb *db);
+/* After unlocking: commits when sync_writes asks, wakes the checkpointer. */
+int change_end(mindb *db, int err, uint64_t end);
+int check_key(const void *key, size_t len);
+/* Logs a change to one object, found by key or (key NULL) by id; fills in
+ * the record's id and time, and prepares the chunks a write or truncate
+ * touches. */
+int change_object(mindb *db, const void *key, size_t key_len, uint64_t id, struct rec *r);
+void stat_fill(const struct object *obj, struct mindb_stat *st);
+
+/* ---- file.c ---- */
+
+void files_close_all(mindb *db);
+
+/* ---- checkpoint.c ---- */
+
+int checkpoint_run(mindb *db); /* with `maint` held */
+int background_start(mindb *db);
+void background_stop(mindb *db);
+void background_poke(mindb *db); /* a change happened */
+void background_wait_memory(mindb *db);
+
+/* ---- manifest.c ---- */
+
+struct frozen_chunk {
+    uint64_t id, index;
+    const uint8_t *buf;
+    uint32_t len;
+    uint32_t cap;     /* the buffer's size, to give it back on failure */
+    size_t patch_off; /* where its ref goes in the manifest, or SIZE_MAX */
+    struct chunk_ref ref;
+};
+
+struct manifest_buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+/* Serialises the state (state lock held) for checkpoint `seq` at log
+ * position `pos`, freezing every dirty chunk into `frozen`. */
+int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf *out,
+                      struct frozen_chunk **frozen, size_t *n_frozen);
+/* Puts the refs of written chunks into the serialised manifest and seals it
+ * with its checksum. */
+int manifest_seal(struct manifest_buf *m, const struct frozen_chunk *frozen, size_t n);
+/* Writes it as manifest.SEQ: temporary file, fsync, rename, directory fsync. */
+int manifest_write(mindb *db, uint64_t seq, const struct manifest_buf *m);
+/* Loads the newest sound manifest into the (empty) state; with a damaged
+ * newest one falls back to the one before, and says so. */
+int manifest_load(mindb *db);
+/* Removes every manifest but these two. */
+void manifest_prune(mindb *db, uint64_t keep_a, uint64_t keep_b);
+/* Makes an empty store's first manifest. */
+int manifest_create(mindb *db, uint64_t pos);
+
+/* ---- compact.c ---- */
+
+/* Live bytes of each segment, by segment number (an array of max_seg + 1). */
+int live_bytes(mindb *db, uint64_t **live, uint32_t *max_seg);
+int compact_run(mindb *db, unsigned live_percent,
+                void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
+/* Deletes pending segments that no manifest kept can reference. */
+void compact_delete_pending(mindb *db);
+
+#endif /* MINDB_DB_INT_H */

@@ -1,0 +1,223 @@
+/*
+ * file.c - handles on objects: what the filesystem's open files are. A
+ * handle counts in the object's open_count, which keeps the object (and its
+ * chunks) alive after its last key is gone, until the handle is closed.
+ */
+#include "db_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct mindb_file {
+    mindb *db;
+    struct object *obj;
+    struct mindb_file *prev, *next; /* the store's open handles */
+};
+
+/* Pieces a large pwrite is logged in: each is one record, and writers wait
+ * for memory between them. */
+#define WRITE_PIECE ((size_t)1 << 20)
+
+static int file_new(mindb *db, struct object *obj, mindb_file **out)
+{
+    mindb_file *f = malloc(sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    f->db = db;
+    f->obj = obj;
+    f->prev = NULL;
+    f->next = db->files;
+    if (db->files)
+        db->files->prev = f;
+    db->files = f;
+    obj->open_count++;
+    *out = f;
+    return 0;
+}
+
+/* With the state lock held for writing. */
+static void file_release(mindb_file *f)
+{
+    mindb *db = f->db;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        db->files = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->obj->open_count--;
+    object_unref(db, f->obj);
+    free(f);
+}
+
+void files_close_all(mindb *db)
+{
+    pthread_rwlock_wrlock(&db->state);
+    while (db->files)
+        file_release(db->files);
+    pthread_rwlock_unlock(&db->state);
+}
+
+int mindb_file_open(mindb *db, const void *key, size_t key_len, unsigned flags, uint32_t mode,
+                    mindb_file **out)
+{
+    int err = check_key(key, key_len);
+    if (err)
+        return err;
+    int changes = (flags & (MINDB_OPEN_CREATE | MINDB_OPEN_TRUNC)) != 0;
+    if (changes && (err = change_begin(db)))
+        return err;
+    pthread_rwlock_wrlock(&db->state);
+    struct object *obj = lookup(db, key, key_len);
+    if (obj && (flags & MINDB_OPEN_CREATE) && (flags & MINDB_OPEN_EXCL))
+        err = -EEXIST;
+    else if (!obj && !(flags & MINDB_OPEN_CREATE))
+        err = -ENOENT;
+    else if (obj && (flags & MINDB_OPEN_TRUNC) && S_ISDIR(obj->mode))
+        err = -EISDIR;
+    if (!err && !obj) {
+        struct rec r = {.type = REC_CREATE,
+                        .id = db->next_id,
+                        .key = key,
+                        .key_len = key_len,
+                        .mode = S_IFREG | (mode & 07777),
+                        .uid = geteuid(),
+                        .gid = getegid()};
+        err = log_change(db, &r);
+        obj = err ? NULL : lookup(db, key, key_len);
+    } else if (!err && (flags & MINDB_OPEN_TRUNC) && obj->size > 0) {
+        struct rec r = {.type = REC_TRUNCATE, .id = obj->id, .off = 0};
+        err = log_change(db, &r);
+    }
+    if (!err)
+        err = file_new(db, obj, out);
+    uint64_t end = atomic_load(&db->last_end);
+    pthread_rwlock_unlock(&db->state);
+    return changes ? change_end(db, err, end) : err;
+}
+
+int mindb_file_open_id(mindb *db, uint64_t id, mindb_file **out)
+{
+    pthread_rwlock_wrlock(&db->state);
+    struct object *obj = objtable_get(&db->objects, id);
+    int err = obj ? file_new(db, obj, out) : -ENOENT;
+    pthread_rwlock_unlock(&db->state);
+    return err;
+}
+
+void mindb_file_close(mindb_file *f)
+{
+    if (!f)
+        return;
+    mindb *db = f->db;
+    pthread_rwlock_wrlock(&db->state);
+    file_release(f);
+    pthread_rwlock_unlock(&db->state);
+}
+
+ssize_t mindb_pread(mindb_file *f, void *buf, size_t len, uint64_t off)
+{
+    if (len && !buf)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&f->db->state);
+    ssize_t n = S_ISDIR(f->obj->mode) ? -EISDIR : chunk_read(f->db, f->obj, buf, len, off);
+    pthread_rwlock_unlock(&f->db->state);
+    return n;
+}
+
+static ssize_t write_pieces(mindb_file *f, const uint8_t *buf, size_t len, uint64_t off, int append)
+{
+    size_t done = 0;
+    while (done < len) {
+        size_t n = len - done < WRITE_PIECE ? len - done : WRITE_PIECE;
+        struct rec r = {.type = REC_WRITE, .data = buf + done, .data_len = n};
+        if (append) {
+            /* The end is read under the same lock the write is logged in. */
+            mindb *db = f->db;
+            int err = change_begin(db);
+            if (!err) {
+                pthread_rwlock_wrlock(&db->state);
+                r.id = f->obj->id;
+                r.off = f->obj->size;
+                r.time = now_ns();
+                if (S_ISDIR(f->obj->mode))
+                    err = -EISDIR;
+                if (!err && r.off > MINDB_MAX_SIZE - n)
+                    err = -EFBIG;
+                if (!err)
+                    err = chunk_prepare_write(db, f->obj, n, r.off);
+                if (!err)
+                    err = log_change(db, &r);
+                uint64_t end = atomic_load(&db->last_end);
+                pthread_rwlock_unlock(&db->state);
+                err = change_end(db, err, end);
+            }
+            if (err)
+                return done ? (ssize_t)done : err;
+        } else {
+            r.off = off + done;
+            int err = change_object(f->db, NULL, 0, f->obj->id, &r);
+            if (err)
+                return done ? (ssize_t)done : err;
+        }
+        done += n;
+    }
+    return (ssize_t)len;
+}
+
+ssize_t mindb_pwrite(mindb_file *f, const void *buf, size_t len, uint64_t off)
+{
+    if (len && !buf)
+        return -EINVAL;
+    if (off > MINDB_MAX_SIZE || len > MINDB_MAX_SIZE - off)
+        return -EFBIG;
+    if (len > SSIZE_MAX)
+        len = SSIZE_MAX;
+    return write_pieces(f, buf, len, off, 0);
+}
+
+ssize_t mindb_append(mindb_file *f, const void *buf, size_t len)
+{
+    if (len && !buf)
+        return -EINVAL;
+    if (len > SSIZE_MAX)
+        len = SSIZE_MAX;
+    return write_pieces(f, buf, len, 0, 1);
+}
+
+int mindb_truncate(mindb_file *f, uint64_t size)
+{
+    if (size > MINDB_MAX_SIZE)
+        return -EFBIG;
+    struct rec r = {.type = REC_TRUNCATE, .off = size};
+    return change_object(f->db, NULL, 0, f->obj->id, &r);
+}
+
+int mindb_fstat(mindb_file *f, struct mindb_stat *st)
+{
+    pthread_rwlock_rdlock(&f->db->state);
+    stat_fill(f->obj, st);
+    pthread_rwlock_unlock(&f->db->state);
+    return 0;
+}
+
+int mindb_fsetattr(mindb_file *f, const struct mindb_attr *attr, unsigned fields)
+{
+    struct rec r = {.type = REC_SETATTR, .fields = fields, .attr = *attr};
+    return change_object(f->db, NULL, 0, f->obj->id, &r);
+}
+
+int mindb_fsync(mindb_file *f)
+{
+    mindb *db = f->db;
+    pthread_rwlock_rdlock(&db->state);
+    uint64_t end = f->obj->last_end;
+    pthread_rwlock_unlock(&db->state);
+    if (db->opt.read_only || end == 0)
+        return 0;
+    atomic_fetch_add(&db->commits, 1);
+    return wal_commit_to(db->log, end);
+}
