@@ -1,29 +1,11 @@
 /*
- * datafile.c - the data segments: files of compressed, checksummed chunk
- * records, appended to and never rewritten.
+ * datafile.c - the chunks in the data segments: compressed, checksummed
+ * records appended to the segments and never rewritten, read back through
+ * the cache, and made durable by datafile_sync(). The segment files
+ * themselves (names, header, descriptors) are segfile.c's.
  *
- * Files. STORE/data/%08x.seg, the segment number in lowercase hex. Numbers
- * start at 1 and are never reused: a new segment takes the largest number
- * present plus one. New records go to the end of the newest segment while it
- * is below segment_bytes; then the next write makes a new segment. I/O is
- * buffered; durability comes from datafile_sync().
- *
- * Segment header, the first 64 bytes of a segment (little-endian):
- *
- *   0  8  magic "MINDBSEG"          identifies the file
- *   8  4  format version (1)        refuse what we cannot read
- *  12  4  segment number            a file copied or renamed to another
- *                                   number is recognised
- *  16 40  reserved, zeros           room for later versions
- *  56  8  XXH3-64 (seed 0) of bytes 0..55
- *
- * The magic is checked first, then the version, then the checksum: a newer
- * version may have moved its checksum, so it is reported as MINDB_EVERSION
- * without one. Any other failure is MINDB_ECORRUPT, except that a newest
- * segment shorter than its header (a crash while it was being made, before
- * any record could be written into it, let alone synced) is deleted.
- *
- * Chunk record, packed back to back after the header, no alignment:
+ * Chunk record, packed back to back after the segment's header, no
+ * alignment:
  *
  *   0  8  checksum: XXH3-64 (seed 0) of bytes 8..39 and the payload
  *   8  4  magic 0x4b43444d ("MDCK")  a ref into the middle of something is
@@ -56,139 +38,29 @@
  * codec, a segment that does not exist) is -EIO like any other mismatch: to
  * the caller it is a chunk that cannot be read.
  *
- * Descriptors. A segment's file is opened (O_RDWR, O_RDONLY when read-only)
- * when first needed and kept open; at most MAX_OPEN_FDS are kept, the least
- * recently used one is closed when another is needed. A descriptor is
- * "pinned" while it is in use: by a read in flight, by the append target,
- * and by a segment with unsynced writes (closing it could lose an fdatasync
- * error). Pinned ones are never closed.
- *
- * Locks, taken in this order: sync_mu (one datafile_sync at a time),
- * append_mu (the append target, segment sizes, the unsynced list, counters),
- * seg_mu (the segment array, descriptors, pins).
+ * Locks: see struct datafile in segfile.h.
  */
 #include "datafile.h"
 #include "cache.h"
 #include "mindb.h"
+#include "segfile.h"
 
-#include <dirent.h>
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
-#define SEG_HEADER_BYTES 64
-#define SEG_VERSION 1
-#define SEG_NAME_MAX 16
 #define REC_HEADER_BYTES 40
 #define REC_MAGIC 0x4b43444du
 #define MAX_STORED ZSTD_COMPRESSBOUND(DATAFILE_MAX_CHUNK)
 #define REC_BUF_BYTES (REC_HEADER_BYTES + MAX_STORED)
-#define MAX_OPEN_FDS 64
 #define DEFAULT_SEGMENT_BYTES ((uint64_t)64 << 20)
 
-static const char seg_magic[8] = {'M', 'I', 'N', 'D', 'B', 'S', 'E', 'G'};
-
-struct segment {
-    uint32_t no;
-    /* Under seg_mu. */
-    int fd; /* -1 while closed */
-    unsigned pins;
-    int removed;                         /* freed by whoever unpins it last */
-    struct segment *lru_prev, *lru_next; /* open descriptors */
-    /* Under append_mu. */
-    uint64_t size;
-    int sealed; /* closed to appends after a failed sync */
-    int dirty;  /* written since the last sync: on the unsynced list */
-    struct segment *dirty_next;
-    /* Owned by the running datafile_sync. */
-    struct segment *sync_next;
-};
-
-struct datafile {
-    const struct wal_io *io;
-    int dirfd;
-    int read_only;
-    int level;
-    uint64_t segment_bytes;
-    struct cache *cache;
-
-    pthread_mutex_t sync_mu;
-    unsigned fail_gen; /* failed syncs so far (atomic) */
-    int fail_err;      /* the error of the last one */
-
-    pthread_mutex_t append_mu;
-    struct segment *active; /* append target, pinned; NULL: make one */
-    struct segment *dirty;  /* unsynced list, each pinned */
-    int dir_dirty;          /* a segment was made or deleted since the last sync */
-    uint64_t next_no;
-    uint64_t chunks_written, bytes_written;
-
-    pthread_mutex_t seg_mu;
-    struct segment **segs; /* ascending numbers */
-    size_t nsegs, segs_cap;
-    struct segment lru; /* sentinel of the open descriptors, most recent first */
-    unsigned nopen;
-
-    uint64_t fdatasyncs; /* atomic */
-};
-
 /* ---- encoding ---- */
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, sizeof v);
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, sizeof v);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return le32toh(v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return le64toh(v);
-}
-
-static void seg_header_encode(uint8_t h[SEG_HEADER_BYTES], uint32_t no)
-{
-    memset(h, 0, SEG_HEADER_BYTES);
-    memcpy(h, seg_magic, sizeof seg_magic);
-    put_u32(h + 8, SEG_VERSION);
-    put_u32(h + 12, no);
-    put_u64(h + 56, XXH3_64bits(h, 56));
-}
-
-static int seg_header_check(const uint8_t h[SEG_HEADER_BYTES], uint32_t no)
-{
-    if (memcmp(h, seg_magic, sizeof seg_magic) != 0)
-        return MINDB_ECORRUPT;
-    uint32_t version = get_u32(h + 8);
-    if (version > SEG_VERSION)
-        return MINDB_EVERSION;
-    if (version == 0 || get_u64(h + 56) != XXH3_64bits(h, 56) || get_u32(h + 12) != no)
-        return MINDB_ECORRUPT;
-    return 0;
-}
 
 /* Fills the header of the record whose payload is already at rec + 40. */
 static void rec_header_encode(uint8_t *rec, uint8_t codec, uint64_t id, uint64_t index,
@@ -285,250 +157,7 @@ static struct df_thread *thread_state(void)
     return t;
 }
 
-/* ---- file helpers ---- */
-
-static void seg_name(char name[SEG_NAME_MAX], uint32_t no)
-{
-    snprintf(name, SEG_NAME_MAX, "%08" PRIx32 ".seg", no);
-}
-
-/* Parses "<8 lowercase hex digits>.seg" with a number from 1. */
-static int parse_seg_name(const char *name, uint32_t *no)
-{
-    if (strlen(name) != 12 || strcmp(name + 8, ".seg") != 0)
-        return 0;
-    uint32_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        char ch = name[i];
-        if (ch >= '0' && ch <= '9')
-            v = v << 4 | (uint32_t)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            v = v << 4 | (uint32_t)(ch - 'a' + 10);
-        else
-            return 0;
-    }
-    *no = v;
-    return v != 0;
-}
-
-static int write_full(struct datafile *df, int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = df->io->pwrite(df->io->ctx, fd, p, len, (off_t)off);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-/* A read that ends early (end of file) is -EIO: the ref points past what
- * the segment holds. */
-static int read_full(struct datafile *df, int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = df->io->pread(df->io->ctx, fd, p, len, (off_t)off);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-static int open_flags(const struct datafile *df)
-{
-    return df->read_only ? O_RDONLY : O_RDWR;
-}
-
-/* ---- segments and their descriptors (seg_mu held) ---- */
-
-static struct segment *seg_find(struct datafile *df, uint32_t no)
-{
-    size_t lo = 0, hi = df->nsegs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (df->segs[mid]->no < no)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < df->nsegs && df->segs[lo]->no == no ? df->segs[lo] : NULL;
-}
-
-static void lru_unlink(struct segment *s)
-{
-    s->lru_prev->lru_next = s->lru_next;
-    s->lru_next->lru_prev = s->lru_prev;
-}
-
-static void lru_push(struct datafile *df, struct segment *s)
-{
-    s->lru_prev = &df->lru;
-    s->lru_next = df->lru.lru_next;
-    df->lru.lru_next->lru_prev = s;
-    df->lru.lru_next = s;
-}
-
-static void fd_attach(struct datafile *df, struct segment *s, int fd)
-{
-    s->fd = fd;
-    df->nopen++;
-    lru_push(df, s);
-}
-
-static void fd_close(struct datafile *df, struct segment *s)
-{
-    lru_unlink(s);
-    df->io->close(df->io->ctx, s->fd);
-    s->fd = -1;
-    df->nopen--;
-}
-
-/* Closes unpinned descriptors, least recently used first, down to the
- * limit; when all are pinned the limit is exceeded for a while. */
-static void fd_trim(struct datafile *df)
-{
-    for (struct segment *s = df->lru.lru_prev; df->nopen > MAX_OPEN_FDS && s != &df->lru;) {
-        struct segment *prev = s->lru_prev;
-        if (s->pins == 0)
-            fd_close(df, s);
-        s = prev;
-    }
-}
-
-static void unpin_locked(struct datafile *df, struct segment *s)
-{
-    if (--s->pins == 0 && s->removed) {
-        if (s->fd >= 0)
-            fd_close(df, s);
-        free(s);
-    } else {
-        fd_trim(df);
-    }
-}
-
-static void seg_unpin(struct datafile *df, struct segment *s)
-{
-    pthread_mutex_lock(&df->seg_mu);
-    unpin_locked(df, s);
-    pthread_mutex_unlock(&df->seg_mu);
-}
-
-/* Pins segment `no` with its descriptor open. A segment that does not exist
- * is -EIO: whatever refers to it is damaged. */
-static int seg_pin(struct datafile *df, uint32_t no, struct segment **out)
-{
-    int rc = 0;
-    pthread_mutex_lock(&df->seg_mu);
-    struct segment *s = seg_find(df, no);
-    if (!s) {
-        rc = -EIO;
-    } else if (s->fd < 0) {
-        char name[SEG_NAME_MAX];
-        seg_name(name, no);
-        rc = df->io->openat(df->io->ctx, df->dirfd, name, open_flags(df), 0);
-        if (rc >= 0) {
-            fd_attach(df, s, rc);
-            rc = 0;
-        }
-    } else {
-        lru_unlink(s);
-        lru_push(df, s);
-    }
-    if (rc == 0) {
-        s->pins++;
-        fd_trim(df);
-        *out = s;
-    }
-    pthread_mutex_unlock(&df->seg_mu);
-    return rc;
-}
-
-/* ---- appending (append_mu held) ---- */
-
-static void mark_dirty(struct datafile *df, struct segment *s)
-{
-    if (s->dirty)
-        return;
-    s->dirty = 1;
-    s->dirty_next = df->dirty;
-    df->dirty = s;
-    pthread_mutex_lock(&df->seg_mu);
-    s->pins++;
-    pthread_mutex_unlock(&df->seg_mu);
-}
-
-/* Makes the next segment, with its header written, as the append target.
- * Its directory entry becomes durable at the next sync. */
-static int seg_create(struct datafile *df)
-{
-    if (df->next_no > UINT32_MAX)
-        return -ENOSPC;
-    uint32_t no = (uint32_t)df->next_no;
-    struct segment *s = calloc(1, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    /* Room in the array first: after the file exists nothing may fail but
-     * the header write, which is undone. */
-    if (df->nsegs == df->segs_cap) {
-        size_t cap = df->segs_cap ? df->segs_cap * 2 : 16;
-        struct segment **segs = realloc(df->segs, cap * sizeof *segs);
-        if (!segs) {
-            free(s);
-            return -ENOMEM;
-        }
-        pthread_mutex_lock(&df->seg_mu);
-        df->segs = segs;
-        df->segs_cap = cap;
-        pthread_mutex_unlock(&df->seg_mu);
-    }
-    char name[SEG_NAME_MAX];
-    seg_name(name, no);
-    /* O_TRUNC, not O_EXCL: a file of this number can only be one whose
-     * making failed earlier in this run and could not be deleted. */
-    int fd = df->io->openat(df->io->ctx, df->dirfd, name, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        free(s);
-        return fd;
-    }
-    uint8_t h[SEG_HEADER_BYTES];
-    seg_header_encode(h, no);
-    int rc = write_full(df, fd, h, sizeof h, 0);
-    if (rc < 0) {
-        df->io->close(df->io->ctx, fd);
-        df->io->unlinkat(df->io->ctx, df->dirfd, name);
-        free(s);
-        return rc;
-    }
-    s->no = no;
-    s->size = SEG_HEADER_BYTES;
-    df->next_no++;
-    df->dir_dirty = 1;
-
-    struct segment *old = df->active;
-    pthread_mutex_lock(&df->seg_mu);
-    df->segs[df->nsegs++] = s;
-    fd_attach(df, s, fd);
-    s->pins = 1; /* as the append target */
-    if (old)
-        unpin_locked(df, old);
-    else
-        fd_trim(df);
-    pthread_mutex_unlock(&df->seg_mu);
-    df->active = s;
-    mark_dirty(df, s); /* its header */
-    return 0;
-}
+/* ---- appending ---- */
 
 /* Appends one record (`len` bytes at `rec`) and says where it went. */
 static int append_record(struct datafile *df, const uint8_t *rec, size_t len, uint32_t *seg,
@@ -538,18 +167,18 @@ static int append_record(struct datafile *df, const uint8_t *rec, size_t len, ui
     pthread_mutex_lock(&df->append_mu);
     struct segment *s = df->active;
     if (!s || s->sealed || s->size >= df->segment_bytes) {
-        rc = seg_create(df);
+        rc = segfile_create(df);
         s = df->active;
     }
     /* On failure the size stays: the next record overwrites what this one
      * may have left, and after a crash it is unreferenced tail space. */
     if (rc == 0)
-        rc = write_full(df, s->fd, rec, len, s->size);
+        rc = segfile_write_full(df, s->fd, rec, len, s->size);
     if (rc == 0) {
         *seg = s->no;
         *off = s->size;
         s->size += len;
-        mark_dirty(df, s);
+        segfile_mark_dirty(df, s);
         df->chunks_written++;
         df->bytes_written += len;
     }
@@ -558,124 +187,6 @@ static int append_record(struct datafile *df, const uint8_t *rec, size_t len, ui
 }
 
 /* ---- opening ---- */
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The segment numbers in the directory, ascending. */
-static int list_segments(struct datafile *df, uint32_t **nos, size_t *count)
-{
-    int fd = dup(df->dirfd);
-    if (fd < 0)
-        return -errno;
-    DIR *dir = fdopendir(fd);
-    if (!dir) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    rewinddir(dir);
-    uint32_t *list = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    struct dirent *entry;
-    errno = 0;
-    while (rc == 0 && (entry = readdir(dir)) != NULL) {
-        uint32_t no;
-        if (!parse_seg_name(entry->d_name, &no))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint32_t *grown = realloc(list, cap * sizeof *grown);
-            if (!grown) {
-                rc = -ENOMEM;
-                break;
-            }
-            list = grown;
-        }
-        list[n++] = no;
-    }
-    if (rc == 0 && errno != 0)
-        rc = -errno;
-    closedir(dir);
-    if (rc < 0) {
-        free(list);
-        return rc;
-    }
-    if (n)
-        qsort(list, n, sizeof *list, cmp_u32);
-    *nos = list;
-    *count = n;
-    return 0;
-}
-
-/* Checks one segment and adds it. The newest one stays open as the append
- * target while it has room. */
-static int load_segment(struct datafile *df, uint32_t no, int newest)
-{
-    char name[SEG_NAME_MAX];
-    seg_name(name, no);
-    int fd = df->io->openat(df->io->ctx, df->dirfd, name, open_flags(df), 0);
-    if (fd < 0)
-        return fd;
-    struct stat st;
-    int rc = fstat(fd, &st) < 0 ? -errno : 0;
-    if (rc == 0 && (uint64_t)st.st_size < SEG_HEADER_BYTES) {
-        df->io->close(df->io->ctx, fd);
-        if (!newest)
-            return MINDB_ECORRUPT;
-        if (df->read_only)
-            return 0; /* ignored, not deleted: nothing is changed */
-        rc = df->io->unlinkat(df->io->ctx, df->dirfd, name);
-        df->dir_dirty = 1;
-        return rc;
-    }
-    uint8_t h[SEG_HEADER_BYTES];
-    if (rc == 0)
-        rc = read_full(df, fd, h, sizeof h, 0);
-    if (rc == 0)
-        rc = seg_header_check(h, no);
-    struct segment *s = rc == 0 ? calloc(1, sizeof *s) : NULL;
-    if (rc == 0 && !s)
-        rc = -ENOMEM;
-    if (rc < 0) {
-        df->io->close(df->io->ctx, fd);
-        return rc;
-    }
-    s->no = no;
-    s->fd = -1;
-    s->size = (uint64_t)st.st_size;
-    df->segs[df->nsegs++] = s;
-    if (newest && !df->read_only && s->size < df->segment_bytes) {
-        fd_attach(df, s, fd);
-        s->pins = 1;
-        df->active = s;
-    } else {
-        df->io->close(df->io->ctx, fd);
-    }
-    return 0;
-}
-
-static int load_segments(struct datafile *df)
-{
-    uint32_t *nos = NULL;
-    size_t n = 0;
-    int rc = list_segments(df, &nos, &n);
-    if (rc < 0)
-        return rc;
-    df->segs_cap = n + 16;
-    df->segs = malloc(df->segs_cap * sizeof *df->segs);
-    if (!df->segs)
-        rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = load_segment(df, nos[i], i == n - 1);
-    df->next_no = n ? (uint64_t)nos[n - 1] + 1 : 1;
-    free(nos);
-    return rc;
-}
 
 int datafile_open(int store_dirfd, const char *name, int create,
                   const struct datafile_options *options, struct datafile **out)
@@ -709,7 +220,7 @@ int datafile_open(int store_dirfd, const char *name, int create,
         rc = df->io->openat(df->io->ctx, store_dirfd, name, O_RDONLY | O_DIRECTORY, 0);
         if (rc >= 0) {
             df->dirfd = rc;
-            rc = load_segments(df);
+            rc = segfile_load(df);
         }
     }
     if (rc < 0) {
@@ -720,17 +231,11 @@ int datafile_open(int store_dirfd, const char *name, int create,
     return 0;
 }
 
-/* Does not sync: the store calls datafile_sync() first when it wants to. */
 void datafile_close(struct datafile *df)
 {
     if (!df)
         return;
-    for (size_t i = 0; i < df->nsegs; i++) {
-        if (df->segs[i]->fd >= 0)
-            df->io->close(df->io->ctx, df->segs[i]->fd);
-        free(df->segs[i]);
-    }
-    free(df->segs);
+    segfile_unload(df);
     if (df->cache)
         cache_destroy(df->cache);
     if (df->dirfd >= 0)
@@ -793,11 +298,11 @@ static int read_record(struct datafile *df, struct df_thread *t, uint64_t id, ui
     if (!ref_plausible(ref))
         return -EIO;
     struct segment *s;
-    int rc = seg_pin(df, ref->seg, &s);
+    int rc = segfile_pin(df, ref->seg, &s);
     if (rc < 0)
         return rc;
-    rc = read_full(df, s->fd, t->rec, REC_HEADER_BYTES + (size_t)ref->stored_len, ref->off);
-    seg_unpin(df, s);
+    rc = segfile_read_full(df, s->fd, t->rec, REC_HEADER_BYTES + (size_t)ref->stored_len, ref->off);
+    segfile_unpin(df, s);
     return rc < 0 ? rc : rec_check(t->rec, id, index, ref);
 }
 
@@ -928,7 +433,7 @@ int datafile_sync(struct datafile *df)
     pthread_mutex_lock(&df->seg_mu);
     for (struct segment *s = batch, *next; s; s = next) {
         next = s->sync_next;
-        unpin_locked(df, s);
+        segfile_unpin_locked(df, s);
     }
     pthread_mutex_unlock(&df->seg_mu);
     if (rc == 0 && __atomic_load_n(&df->fail_gen, __ATOMIC_ACQUIRE) != gen)
@@ -961,51 +466,11 @@ uint32_t datafile_active_segment(struct datafile *df)
     return no;
 }
 
-/* The append target cannot go (-EBUSY): compaction leaves it. Reads still
- * running on the segment keep its descriptor until they finish. */
 int datafile_remove(struct datafile *df, uint32_t seg)
 {
     if (df->read_only)
         return -EROFS;
-    pthread_mutex_lock(&df->append_mu);
-    pthread_mutex_lock(&df->seg_mu);
-    struct segment *s = seg_find(df, seg);
-    pthread_mutex_unlock(&df->seg_mu);
-    int rc = 0;
-    if (!s)
-        rc = -ENOENT;
-    else if (s == df->active)
-        rc = -EBUSY;
-    if (rc == 0) {
-        char name[SEG_NAME_MAX];
-        seg_name(name, seg);
-        rc = df->io->unlinkat(df->io->ctx, df->dirfd, name);
-    }
-    if (rc == 0) {
-        int unpin = s->dirty;
-        if (s->dirty) {
-            struct segment **p = &df->dirty;
-            while (*p != s)
-                p = &(*p)->dirty_next;
-            *p = s->dirty_next;
-            s->dirty = 0;
-        }
-        df->dir_dirty = 1;
-        pthread_mutex_lock(&df->seg_mu);
-        size_t i = 0;
-        while (df->segs[i] != s)
-            i++;
-        memmove(&df->segs[i], &df->segs[i + 1], (df->nsegs - i - 1) * sizeof *df->segs);
-        df->nsegs--;
-        s->removed = 1;
-        /* unpin_locked() frees it once nobody holds it: drop the pin of the
-         * unsynced list, or a hold of our own taken for the purpose. */
-        if (!unpin)
-            s->pins++;
-        unpin_locked(df, s);
-        pthread_mutex_unlock(&df->seg_mu);
-    }
-    pthread_mutex_unlock(&df->append_mu);
+    int rc = segfile_remove(df, seg);
     /* A read in flight may put a chunk of the segment back; it is never
      * looked up (numbers are not reused) and ages out. */
     if (rc == 0)
@@ -1027,6 +492,7 @@ void datafile_stats(struct datafile *df, struct datafile_stats *stats)
     stats->cache_misses = cs.misses;
     stats->cache_bytes = cs.bytes;
     stats->fdatasyncs = __atomic_load_n(&df->fdatasyncs, __ATOMIC_RELAXED);
+    stats->segments_discarded = df->segments_discarded;
     pthread_mutex_lock(&df->append_mu);
     stats->chunks_written = df->chunks_written;
     stats->bytes_written = df->bytes_written;

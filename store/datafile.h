@@ -9,8 +9,8 @@
  * reclaims. The caller (the store) keeps the chunk_ref of every live chunk
  * and decides what is live; this layer knows nothing of keys.
  *
- * The format of the files is described atop datafile.c and in
- * docs/FORMAT.md.
+ * The format of the files is described atop segfile.c (the segment
+ * header) and datafile.c (the chunk records), and in docs/FORMAT.md.
  */
 #ifndef MINDB_DATAFILE_H
 #define MINDB_DATAFILE_H
@@ -40,9 +40,11 @@ struct chunk_ref {
 uint64_t chunk_ref_disk_bytes(const struct chunk_ref *ref);
 
 struct datafile_options {
-    int compression_level;   /* zstd level, 1..19 */
-    uint64_t cache_bytes;    /* bound of the decompressed-chunk cache */
-    uint64_t segment_bytes;  /* a segment is closed once it reaches this */
+    /* zstd level; outside 1..ZSTD_maxCLevel() datafile_open returns -EINVAL */
+    int compression_level;
+    uint64_t cache_bytes; /* bound of the decompressed-chunk cache */
+    /* a segment is closed once it reaches this; 0 means 64 MiB */
+    uint64_t segment_bytes;
     int read_only;           /* never create or write anything */
     const struct wal_io *io; /* NULL: wal_posix_io */
 };
@@ -55,6 +57,9 @@ struct datafile_stats {
     uint64_t fdatasyncs;    /* fdatasync + fsync calls */
     uint64_t segments;      /* segment files */
     uint64_t segment_bytes; /* their total size */
+    /* Newest segments found at open with a short or all-zero header (a crash
+     * while one was made): deleted, or ignored by a read-only open. */
+    uint32_t segments_discarded;
 };
 
 struct datafile;
@@ -62,10 +67,13 @@ struct datafile;
 /* Opens (with create: makes) the directory `name` under `store_dirfd`, and
  * reads the header of every segment in it. A segment with a damaged header
  * is an error (MINDB_ECORRUPT from mindb.h), so is a segment of another
- * format version (MINDB_EVERSION). New chunks are appended to the newest
- * segment while it is below segment_bytes, at its end. */
+ * format version (MINDB_EVERSION); only the newest segment, when short or
+ * with a header of zeros, is discarded instead (see segments_discarded).
+ * New chunks are appended to the newest segment while it is below
+ * segment_bytes, at its end. */
 int datafile_open(int store_dirfd, const char *name, int create,
                   const struct datafile_options *options, struct datafile **out);
+/* Does not sync: call datafile_sync() first for what must be durable. */
 void datafile_close(struct datafile *df);
 
 /* Compresses `raw` (raw_len bytes, 1..DATAFILE_MAX_CHUNK) as chunk `index`
@@ -109,7 +117,8 @@ size_t datafile_segments(struct datafile *df, uint32_t *segs, uint64_t *sizes, s
 uint32_t datafile_active_segment(struct datafile *df);
 
 /* Deletes a segment whose chunks are all dead, and drops its cached chunks.
- * The directory is fsynced by the next datafile_sync(). */
+ * The directory is fsynced by the next datafile_sync().
+ * Returns -EBUSY for the active segment, -ENOENT for one that does not exist. */
 int datafile_remove(struct datafile *df, uint32_t seg);
 
 /* Drops every cached chunk (for tests and benchmarks of cold reads). */

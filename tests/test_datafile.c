@@ -2,7 +2,8 @@
  * test_datafile.c - the data segments (store/datafile.c) and their cache:
  * round trips of every kind of chunk and the codec chosen for it, reopening,
  * segment rotation, damage of every kind (bit flips, wrong refs, truncated
- * records, bad segment headers, newer versions, a short newest segment),
+ * records, bad segment headers, newer versions, a newest segment that is
+ * short or has a header of zeros),
  * the cache's bound and counters, copy and remove, many threads at once,
  * and injected I/O failures.
  */
@@ -439,10 +440,15 @@ static void test_short_segment(void)
         o.read_only = 1;
         CHECK_OK(try_open(&o, 0, &df));
         CHECK_EQ(tu_exists(third), 1);
+        struct datafile_stats st;
+        datafile_stats(df, &st);
+        CHECK_EQ_U(st.segments_discarded, 1);
         datafile_close(df);
         o.read_only = 0;
         df = open_df(&o);
         CHECK_EQ(tu_exists(third), 0);
+        datafile_stats(df, &st);
+        CHECK_EQ_U(st.segments_discarded, 1);
         uint32_t segs[4];
         uint64_t sizes[4];
         CHECK_EQ(datafile_segments(df, segs, sizes, 4), 2);
@@ -457,6 +463,68 @@ static void test_short_segment(void)
 
     /* A short segment that is not the newest is damage. */
     tu_truncate(first, 40);
+    CHECK_EQ(try_open(&o, 0, &df), MINDB_ECORRUPT);
+    CHECK_EQ(tu_exists(first), 1);
+}
+
+/* A newest segment whose header never reached the disk (the file was made
+ * and sized, its data lost): discarded like a short one. Anywhere else a
+ * header of zeros is damage. */
+static void test_zeroed_header(void)
+{
+    char first[TU_PATH_MAX], third[TU_PATH_MAX], dir[TU_PATH_MAX];
+    seg_path(third, 3);
+    tu_path(dir, "data");
+    struct datafile_options o;
+    defaults(&o);
+    struct datafile *df = NULL;
+    struct datafile_stats st;
+    uint32_t segs[4];
+    uint64_t sizes[4];
+    /* Only the header, then a header of zeros before bytes that did reach
+     * the disk. */
+    static const uint64_t lens[] = {64, 64 + 3000};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_OK(tu_rm_rf(dir));
+        two_segments(first);
+        static uint8_t bytes[64 + 3000];
+        memset(bytes, 0, 64);
+        memset(bytes + 64, 0x5a, sizeof bytes - 64);
+        int fd = open(third, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        CHECK(fd >= 0);
+        CHECK_EQ(write(fd, bytes, lens[i]), lens[i]);
+        close(fd);
+        o.read_only = 1;
+        CHECK_OK(try_open(&o, 0, &df));
+        CHECK_EQ(tu_exists(third), 1);
+        CHECK_EQ(datafile_segments(df, segs, sizes, 4), 2);
+        datafile_stats(df, &st);
+        CHECK_EQ_U(st.segments_discarded, 1);
+        datafile_close(df);
+        o.read_only = 0;
+        df = open_df(&o);
+        CHECK_EQ(tu_exists(third), 0);
+        CHECK_EQ(datafile_segments(df, segs, sizes, 4), 2);
+        datafile_stats(df, &st);
+        CHECK_EQ_U(st.segments_discarded, 1);
+        /* Segment 2 is not resumed: appends go to a new one, and the
+         * number of the discarded one is not reused in this run. */
+        struct chunk_ref r = put(df, 9, i, 100, TEXT);
+        CHECK_EQ(r.seg, 4);
+        CHECK_OK(datafile_sync(df)); /* the directory, after the removal */
+        datafile_close(df);
+        df = open_df(&o);
+        datafile_stats(df, &st);
+        CHECK_EQ_U(st.segments_discarded, 0);
+        expect(df, 9, i, &r, TEXT);
+        datafile_close(df);
+    }
+
+    /* Zeros over the header of a segment that is not the newest. */
+    static const uint8_t zeros[64];
+    tu_pwrite_file(first, zeros, sizeof zeros, 0);
+    CHECK_EQ(try_open(&o, 0, &df), MINDB_ECORRUPT);
+    o.read_only = 1;
     CHECK_EQ(try_open(&o, 0, &df), MINDB_ECORRUPT);
     CHECK_EQ(tu_exists(first), 1);
 }
@@ -943,6 +1011,7 @@ int main(int argc, char **argv)
     tu_run("bad_header", test_bad_header);
     tu_run("newer_version", test_newer_version);
     tu_run("short_segment", test_short_segment);
+    tu_run("zeroed_header", test_zeroed_header);
     tu_run("cache", test_cache);
     tu_run("copy_remove", test_copy_remove);
     tu_run("threads", test_threads);
