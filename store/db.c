@@ -78,6 +78,7 @@ void mindb_options_init(struct mindb_options *o)
     o->checkpoint_wal_bytes = 256ull << 20;
     o->checkpoint_interval_ms = 30000;
     o->compact_live_percent = 50;
+    o->data_segment_bytes = 64ull << 20;
     o->direct_io = 1;
     o->background = 1;
 }
@@ -258,6 +259,7 @@ static int check_options(const struct mindb_options *o)
     if (o->compression_level < 1 || o->compression_level > 19)
         return -EINVAL;
     if (o->dirty_bytes < CHUNK_BYTES || o->checkpoint_wal_bytes == 0 ||
+        o->data_segment_bytes < 2 * CHUNK_BYTES ||
         o->compact_live_percent > 100)
         return -EINVAL;
     return 0;
@@ -314,7 +316,7 @@ int mindb_open(const char *dir, const struct mindb_options *options, mindb **out
     }
     struct datafile_options dopt = {.compression_level = db->opt.compression_level,
                                     .cache_bytes = db->opt.cache_bytes,
-                                    .segment_bytes = 64ull << 20,
+                                    .segment_bytes = db->opt.data_segment_bytes,
                                     .read_only = db->opt.read_only,
                                     .io = db->io};
     if ((err = datafile_open(db->dirfd, "data", fresh, &dopt, &db->data))) {

@@ -88,6 +88,10 @@ struct mindb_options {
     unsigned compact_live_percent;
     /* Make every change durable before the call returns (default 0). */
     int sync_writes;
+    /* A data segment file is closed to new chunks once it reaches this size
+     * (default 64 MiB). Smaller segments compact sooner and in smaller
+     * steps; each is one open file while in use. */
+    uint64_t data_segment_bytes;
     /* Write the WAL with O_DIRECT (default 1; falls back when refused). */
     int direct_io;
     /* Run checkpoints and compaction on a background thread (default 1). With
