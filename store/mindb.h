@@ -69,7 +69,8 @@ struct mindb_options {
      * changing calls fail with -EROFS. The lock is still taken, so a store
      * open elsewhere is refused (default 0). */
     int read_only;
-    /* zstd level for data chunks, 1..19 (default 3; see docs/STORE.md). */
+    /* zstd level for data chunks, 1..19 (default 3, measured in
+     * docs/STORE-CHUNKS.md). */
     int compression_level;
     /* Bytes of decompressed chunks kept for reads (default 64 MiB). */
     uint64_t cache_bytes;
