@@ -75,7 +75,6 @@ int mindb_check(mindb *db, void (*damaged)(void *ctx, const void *key, size_t ke
         }
         if (key_err) {
             bad++;
-            db_log(db, "check: a chunk of a key is damaged: %s", mindb_strerror(key_err));
             if (damaged)
                 damaged(ctx, key, key_len, key_err);
         }

@@ -18,6 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A chunk that does not read back: where it is, so a person can look. */
+static void log_chunk_error(mindb *db, const struct object *obj, uint64_t index,
+                            const struct chunk_ref *ref, int err)
+{
+    db_log(db, "data segment %08x offset %llu (object %llu, bytes from %llu): %s", ref->seg,
+           (unsigned long long)ref->off, (unsigned long long)obj->id,
+           (unsigned long long)(index * CHUNK_BYTES),
+           err == -EIO ? "checksum or format mismatch" : mindb_strerror(err));
+}
+
 static uint32_t slot_valid_len(const struct chunk_slot *s)
 {
     if (s->dirty)
@@ -93,8 +103,7 @@ int chunk_make_dirty(mindb *db, struct object *obj, uint64_t index, uint32_t nee
         int err = datafile_read(db->data, obj->id, index, &s->ref, p);
         if (err) {
             free(p);
-            db_log(db, "chunk %llu of object %llu: %s", (unsigned long long)index,
-                   (unsigned long long)obj->id, mindb_strerror(err));
+            log_chunk_error(db, obj, index, &s->ref, err);
             return err;
         }
     }
@@ -207,8 +216,7 @@ ssize_t chunk_read(mindb *db, struct object *obj, void *buf, size_t len, uint64_
                 int err = datafile_read(db->data, obj->id, index, &s->ref, out + done);
                 if (err) {
                     free(scratch);
-                    db_log(db, "object %llu chunk %llu: %s", (unsigned long long)obj->id,
-                           (unsigned long long)index, mindb_strerror(err));
+                    log_chunk_error(db, obj, index, &s->ref, err);
                     return err;
                 }
                 memset(out + done + valid, 0, n - valid);
@@ -220,8 +228,7 @@ ssize_t chunk_read(mindb *db, struct object *obj, void *buf, size_t len, uint64_
             int err = datafile_read(db->data, obj->id, index, &s->ref, scratch);
             if (err) {
                 free(scratch);
-                db_log(db, "object %llu chunk %llu: %s", (unsigned long long)obj->id,
-                       (unsigned long long)index, mindb_strerror(err));
+                log_chunk_error(db, obj, index, &s->ref, err);
                 return err;
             }
             src = scratch;

@@ -225,6 +225,40 @@ void compact_delete_pending(mindb *db)
     db->n_pending = keep;
 }
 
+/* When the segment new chunks go to is itself below the threshold, starts
+ * a new one so the current one can be compacted too: otherwise a store
+ * smaller than one segment would never get its dead bytes back. */
+static int seal_active_if_dead(mindb *db, unsigned live_percent)
+{
+    uint32_t active = datafile_active_segment(db->data);
+    uint32_t *segs;
+    uint64_t *sizes, *live;
+    size_t n;
+    uint32_t max_seg;
+    if (!active)
+        return 0;
+    int err = segment_list(db, &segs, &sizes, &n);
+    if (err)
+        return err;
+    if ((err = live_bytes(db, &live, &max_seg))) {
+        free(segs);
+        free(sizes);
+        return err;
+    }
+    int due = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i] != active)
+            continue;
+        uint64_t body = sizes[i] > SEGMENT_HEADER_BYTES ? sizes[i] - SEGMENT_HEADER_BYTES : 0;
+        uint64_t l = active <= max_seg ? live[active] : 0;
+        due = l < body && l * 100 < body * live_percent;
+    }
+    free(live);
+    free(segs);
+    free(sizes);
+    return due ? datafile_seal_active(db->data) : 0;
+}
+
 int mindb_compact(mindb *db, unsigned live_percent,
                   void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
 {
@@ -236,6 +270,8 @@ int mindb_compact(mindb *db, unsigned live_percent,
     /* Settle dirty data first, then move, then two checkpoints so the old
      * segments can go now rather than later. */
     int err = checkpoint_run(db);
+    if (!err && live_percent)
+        err = seal_active_if_dead(db, live_percent);
     if (!err)
         err = compact_run(db, live_percent, progress, ctx);
     if (!err)

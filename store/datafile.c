@@ -458,6 +458,18 @@ size_t datafile_segments(struct datafile *df, uint32_t *segs, uint64_t *sizes, s
     return n;
 }
 
+int datafile_seal_active(struct datafile *df)
+{
+    if (df->read_only)
+        return -EROFS;
+    pthread_mutex_lock(&df->append_mu);
+    int rc = 0;
+    if (df->active && !df->active->sealed && df->active->size > SEG_HEADER_BYTES)
+        rc = segfile_create(df);
+    pthread_mutex_unlock(&df->append_mu);
+    return rc;
+}
+
 uint32_t datafile_active_segment(struct datafile *df)
 {
     pthread_mutex_lock(&df->append_mu);

@@ -113,6 +113,10 @@ int datafile_sync(struct datafile *df);
  * `max`, returns how many there are. */
 size_t datafile_segments(struct datafile *df, uint32_t *segs, uint64_t *sizes, size_t max);
 
+/* Starts a new segment for new chunks now, unless the current one holds no
+ * chunk yet, so that compaction can take the current one too. */
+int datafile_seal_active(struct datafile *df);
+
 /* The segment new chunks go to now (0 when none yet): compaction leaves it. */
 uint32_t datafile_active_segment(struct datafile *df);
 

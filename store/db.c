@@ -259,8 +259,7 @@ static int check_options(const struct mindb_options *o)
     if (o->compression_level < 1 || o->compression_level > 19)
         return -EINVAL;
     if (o->dirty_bytes < CHUNK_BYTES || o->checkpoint_wal_bytes == 0 ||
-        o->data_segment_bytes < 2 * CHUNK_BYTES ||
-        o->compact_live_percent > 100)
+        o->data_segment_bytes < 2 * CHUNK_BYTES || o->compact_live_percent > 100)
         return -EINVAL;
     return 0;
 }
