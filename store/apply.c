@@ -63,6 +63,34 @@ static int has_children(mindb *db, const uint8_t *key, size_t len)
     return n && n->len > len && memcmp(kinode_key(n), buf, len + 1) == 0;
 }
 
+/* Counts the directories directly under "key/". A directory may be made
+ * after keys below it exist (keys need no parent), or land by a rename where
+ * keys already are, so its count is taken from the index, not assumed 0. */
+static void recount_subdirs(mindb *db, struct object *dir, const uint8_t *key, size_t len)
+{
+    uint8_t pos[MINDB_MAX_KEY + 2];
+    memcpy(pos, key, len);
+    pos[len] = '/';
+    size_t pos_len = len + 1;
+    uint32_t count = 0;
+    struct kinode *n = keyindex_seek(db->index, pos, pos_len, 0);
+    while (n && n->len > len && memcmp(kinode_key(n), pos, len + 1) == 0) {
+        const uint8_t *k = kinode_key(n);
+        const uint8_t *slash = memchr(k + len + 1, '/', n->len - len - 1);
+        if (!slash) {
+            count += is_dir(n->obj);
+            n = keyindex_next(n);
+            continue;
+        }
+        /* Skip the subtree below this child. */
+        size_t clen = (size_t)(slash - k);
+        memcpy(pos, k, clen);
+        pos[clen] = '0';
+        n = keyindex_seek(db->index, pos, clen + 1, 0);
+    }
+    dir->subdirs = count;
+}
+
 /* `b` lies under `a` ("a/..."). */
 static int is_under(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -161,6 +189,8 @@ static int apply_create(mindb *db, const struct rec *r, int dry)
         err = bind_key(db, r->key, r->key_len, obj, r->time);
     if (err)
         object_unref(db, obj);
+    else if (type == S_IFDIR)
+        recount_subdirs(db, obj, r->key, r->key_len);
     return err;
 }
 
@@ -335,6 +365,10 @@ static int apply_rename(mindb *db, const struct rec *r, int dry)
             err = put_subtree(db, a, na, r->key_len, r->key2, r->key2_len) ?: err;
         if (b)
             err = put_subtree(db, b, nb, r->key2_len, r->key, r->key_len) ?: err;
+        if (is_dir(src))
+            recount_subdirs(db, src, r->key2, r->key2_len);
+        if (is_dir(dst))
+            recount_subdirs(db, dst, r->key, r->key_len);
         return err;
     }
     struct moved_key *sub = NULL;
@@ -349,6 +383,8 @@ static int apply_rename(mindb *db, const struct rec *r, int dry)
     err = bind_key(db, r->key2, r->key2_len, src, r->time);
     if (sub)
         err = put_subtree(db, sub, nsub, r->key_len, r->key2, r->key2_len) ?: err;
+    if (is_dir(src))
+        recount_subdirs(db, src, r->key2, r->key2_len);
     return err;
 }
 
