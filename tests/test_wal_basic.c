@@ -332,6 +332,43 @@ static void test_release_prepares_spares(void)
     tu_model_free(&m);
 }
 
+/* A clean close of a log writing into reused segments: the bytes after the
+ * last frame are the frames of the segment's earlier use, and reopening must
+ * still see a clean end there, not a torn tail (which would be reported as a
+ * crash). Also after a reopen that writes nothing. */
+static void test_clean_end_in_reused_segment(void)
+{
+    char dir[TU_PATH_MAX];
+    tu_path(dir, "log");
+    struct wal_options o;
+    tu_options(&o, RING, SEG);
+    o.spare_segments = 2;
+    wal *log = TU_OPEN(dir, &o);
+    struct tu_model m;
+    tu_model_init(&m);
+    uint64_t id = 1;
+    while (wal_durable_pos(log) < 3 * SEG) {
+        CHECK_OK(tu_append(log, &m, id++, 3000));
+        commit_ok(log, &m);
+    }
+    CHECK_OK(wal_release(log, wal_durable_pos(log)));
+    struct wal_stats st;
+    while (wal_stats(log, &st), st.segments_reused == 0 || wal_durable_pos(log) % SEG < SEG / 4) {
+        CHECK_OK(tu_append(log, &m, id++, 3000));
+        commit_ok(log, &m);
+    }
+    CHECK_OK(wal_close(log));
+    for (int round = 0; round < 2; round++) {
+        log = TU_OPEN(dir, &o);
+        struct wal_stop stop;
+        wal_recovery(log, &stop);
+        CHECKF(stop.reason == WAL_STOP_END, "round %d: the log ended with %s at %llu", round,
+               wal_stop_reason_name(stop.reason), (unsigned long long)stop.pos);
+        CHECK_OK(wal_close(log));
+    }
+    tu_model_free(&m);
+}
+
 static void test_release(void)
 {
     uint64_t rng = 4242;
@@ -611,6 +648,7 @@ int main(int argc, char **argv)
     tu_run("segment_tail_skipped", test_segment_tail_skipped);
     tu_run("release_and_reuse", test_release);
     tu_run("release_prepares_spares", test_release_prepares_spares);
+    tu_run("clean_end_in_reused_segment", test_clean_end_in_reused_segment);
     tu_run("missing_dir", test_missing_dir);
     tu_run("bad_options", test_bad_options);
     tu_run("read_only", test_read_only);

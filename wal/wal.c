@@ -63,8 +63,8 @@ static uint32_t new_salt(uint32_t differs_from)
             /* No entropy source: the time and pid still differ between runs. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            salt = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u ^
-                   (uint32_t)getpid() << 16;
+            salt =
+                (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u ^ (uint32_t)getpid() << 16;
         }
     }
     return salt;
@@ -255,8 +255,8 @@ static int recover(struct wal *w, const struct wal_options *o)
     w->prev_salt = result.salt;
     w->salt = new_salt(result.salt);
     if (result.stop.reason != WAL_STOP_END)
-        wal_log(w, "wal: log ends at position %llu: %s",
-                (unsigned long long)result.stop.pos, wal_stop_reason_name(result.stop.reason));
+        wal_log(w, "wal: log ends at position %llu: %s", (unsigned long long)result.stop.pos,
+                wal_stop_reason_name(result.stop.reason));
     /* What the scan read may sit in a device cache after a crash of the
      * process: make it durable before anything is built on it. */
     if (!o->read_only)
@@ -320,11 +320,38 @@ int wal_open(const char *dir, const struct wal_options *options, wal **out)
     return 0;
 }
 
+/* Zeroes the block where the next frame would go, so the next open reads a
+ * clean end there. Without it, a reused segment shows the frames of its
+ * earlier use after the last valid one, which a reader cannot tell from a
+ * crash: every clean close of a log that had wrapped would be reported as a
+ * torn tail. Nothing valid lies at or after written_pos, and the next writer
+ * starts there. */
+static int mark_clean_end(struct wal *w)
+{
+    uint64_t off = w->written_pos % w->segment_bytes;
+    if (off == 0)
+        return 0; /* the next segment is new or carries an older number */
+    char name[WAL_SEGMENT_NAME_MAX];
+    segment_name(name, w->written_pos / w->segment_bytes);
+    int fd = w->io->openat(w->io->ctx, w->dirfd, name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fd == -ENOENT ? 0 : fd;
+    static const uint8_t zeros[WAL_BLOCK_BYTES];
+    ssize_t n = w->io->pwrite(w->io->ctx, fd, zeros, sizeof zeros, (off_t)off);
+    int rc = n == (ssize_t)sizeof zeros ? 0 : n < 0 ? (int)n : -EIO;
+    if (rc == 0)
+        rc = w->io->fdatasync(w->io->ctx, fd);
+    w->io->close(w->io->ctx, fd);
+    return rc;
+}
+
 int wal_close(wal *w)
 {
     if (!w)
         return 0;
     int rc = w->read_only ? 0 : wal_commit(w);
+    if (rc == 0 && !w->read_only)
+        rc = mark_clean_end(w);
     wal_free(w);
     return rc;
 }
