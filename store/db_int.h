@@ -53,8 +53,10 @@ struct mindb {
     uint64_t loaded_seq;             /* the newest sound one, kept as fallback */
     unsigned large_puts;             /* in flight; their segments are pinned */
     uint32_t pin_seg;
-    mindb_file *files; /* open handles, closed by mindb_close() */
-    uint8_t *enc;      /* records are encoded here, under the lock: no malloc */
+    uint64_t change_seq; /* changes applied: iterators that saw no change
+                          * since their last step continue from their node */
+    mindb_file *files;   /* open handles, closed by mindb_close() */
+    uint8_t *enc;        /* records are encoded here, under the lock: no malloc */
     size_t enc_cap;
 
     pthread_mutex_t maint;

@@ -26,6 +26,11 @@ struct mindb_iter {
     int pos_after; /* seek strictly after pos */
     uint8_t out[MINDB_MAX_KEY + 2];
     int done;
+    /* The node of the key last returned, while the index has not changed
+     * since (change_seq): the next step follows its link instead of
+     * seeking, which makes a scan O(1) per key. */
+    struct kinode *node;
+    uint64_t seq;
 };
 
 int mindb_iter_open(mindb *db, const void *start, size_t start_len, const void *resume,
@@ -67,6 +72,28 @@ int mindb_iter_open(mindb *db, const void *start, size_t start_len, const void *
     return 0;
 }
 
+ssize_t mindb_iter_read(mindb_iter *it, void *buf, size_t len, uint64_t off)
+{
+    mindb *db = it->db;
+    if (len && !buf)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&db->state);
+    struct object *obj = NULL;
+    if (it->node && it->seq == db->change_seq)
+        obj = it->node->obj;
+    else if (it->pos_after && it->pos_len)
+        obj = lookup(db, it->pos, it->pos_len);
+    ssize_t n;
+    if (!obj)
+        n = -ENOENT;
+    else if (S_ISDIR(obj->mode))
+        n = -EISDIR;
+    else
+        n = chunk_read(db, obj, buf, len, off);
+    pthread_rwlock_unlock(&db->state);
+    return n;
+}
+
 void mindb_iter_close(mindb_iter *it)
 {
     free(it);
@@ -86,8 +113,13 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
     mindb *db = it->db;
     pthread_rwlock_rdlock(&db->state);
     int ret = 0;
-    for (;;) {
-        struct kinode *n = keyindex_seek(db->index, it->pos, it->pos_len, it->pos_after);
+    struct kinode *n;
+    if (it->node && it->seq == db->change_seq)
+        n = keyindex_next(it->node);
+    else
+        n = keyindex_seek(db->index, it->pos, it->pos_len, it->pos_after);
+    it->node = NULL;
+    for (;; n = keyindex_seek(db->index, it->pos, it->pos_len, it->pos_after)) {
         if (!n)
             break;
         const uint8_t *k = kinode_key(n);
@@ -99,6 +131,8 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
             memcpy(it->pos, k, n->len);
             it->pos_len = n->len;
             it->pos_after = 1;
+            it->node = n;
+            it->seq = db->change_seq;
             ret = 1;
             break;
         }
@@ -115,6 +149,8 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
             memcpy(it->pos, k, n->len);
             it->pos_len = n->len;
             it->pos_after = 1;
+            it->node = n;
+            it->seq = db->change_seq;
             ret = 1;
             break;
         }

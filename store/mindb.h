@@ -269,6 +269,10 @@ int mindb_iter_open(mindb *db, const void *start, size_t start_len, const void *
  * S_IFDIR, id 0). Returns 0 at the end, or a negative errno. The iterator
  * sees changes made while it runs in key order after its position. */
 int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mindb_stat *st);
+/* Reads the value of the key the iterator returned last, as mindb_pread()
+ * does (-ENOENT when it has gone since, -EISDIR for a directory). Saves a
+ * lookup per key in a scan. */
+ssize_t mindb_iter_read(mindb_iter *it, void *buf, size_t len, uint64_t off);
 void mindb_iter_close(mindb_iter *it);
 
 /* ---- Durability and maintenance ---------------------------------------- */

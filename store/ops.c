@@ -72,6 +72,7 @@ int log_change(mindb *db, struct rec *r)
     err = wal_append(db->log, db->enc, n, &t);
     if (err)
         return err;
+    db->change_seq++;
     err = apply_rec(db, r, 0);
     if (err) {
         /* Logged but not applied: memory and log disagree until a reopen
