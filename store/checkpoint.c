@@ -77,10 +77,10 @@ int checkpoint_run(mindb *db)
         err = datafile_sync(db->data);
     if (!err && end)
         err = wal_commit_to(db->log, end);
-    if (!err)
-        err = manifest_seal(&m, frozen, n_frozen);
-    if (!err)
+    if (!err) {
+        manifest_seal(&m, frozen, n_frozen);
         err = manifest_write(db, seq, &m);
+    }
     free(m.p);
 
     pthread_rwlock_wrlock(&db->state);

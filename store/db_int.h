@@ -171,10 +171,10 @@ struct manifest_buf {
  * position `pos`, freezing every dirty chunk into `frozen`. */
 int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf *out,
                       struct frozen_chunk **frozen, size_t *n_frozen);
-/* Puts the refs of written chunks into the serialised manifest and seals it
- * with its checksum. */
-int manifest_seal(struct manifest_buf *m, const struct frozen_chunk *frozen, size_t n);
-/* Writes it as manifest.SEQ: temporary file, fsync, rename, directory fsync. */
+/* Puts the refs of written chunks into the serialised manifest. */
+void manifest_seal(struct manifest_buf *m, const struct frozen_chunk *frozen, size_t n);
+/* Writes it as manifest.SEQ, its body compressed: temporary file, fsync,
+ * rename, directory fsync. */
 int manifest_write(mindb *db, uint64_t seq, const struct manifest_buf *m);
 /* Loads the newest sound manifest into the (empty) state; with a damaged
  * newest one falls back to the one before, and says so. */

@@ -11,7 +11,9 @@
  *     8  u32 format version (1)      12 u32 flags (0)
  *     16 u64 seq                     24 u64 log position replay starts at
  *     32 u64 next object id          40 u64 objects that follow
- *     48 u64 keys that follow        56 u64 reserved (0)
+ *     48 u64 keys that follow        56 u64 bytes of the body below
+ *   the body, as one zstd frame (level 1: the manifest is rewritten at
+ *   every checkpoint; metadata compresses about 3x even so):
  *   objects, each:
  *     u64 id, u32 mode, u32 uid, u32 gid, u32 xattr count, u64 size,
  *     i64 atime, i64 mtime, i64 ctime (ns), u32 chunk count,
@@ -19,7 +21,7 @@
  *     chunks: u64 index, then a chunk ref (u64 offset, u32 segment, u32
  *     stored length, u32 raw length, u8 codec)
  *   keys, in order, each: u16 length, key bytes, u64 object id
- *   trailer: u64 XXH3-64 of every byte before it.
+ *   trailer: u64 XXH3-64 of every byte of the file before it.
  *
  * The switch is atomic: written to manifest.tmp, fsynced, renamed, and the
  * directory fsynced. The manifest before the newest is kept (with the log
@@ -37,11 +39,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #define MANIFEST_MAGIC "MINDBMAN"
 #define MANIFEST_VERSION 1
 #define MANIFEST_HEADER 64
 #define MANIFEST_TMP "manifest.tmp"
+#define MANIFEST_ZSTD_LEVEL 1
 
 static int mb_reserve(struct manifest_buf *m, size_t n)
 {
@@ -217,31 +221,73 @@ int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf
     return 0;
 }
 
-int manifest_seal(struct manifest_buf *m, const struct frozen_chunk *frozen, size_t n)
+void manifest_seal(struct manifest_buf *m, const struct frozen_chunk *frozen, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (frozen[i].patch_off != SIZE_MAX)
             rec_pack_ref(m->p + frozen[i].patch_off, &frozen[i].ref);
-    int err = mb_reserve(m, 8);
-    if (err)
-        return err;
-    uint64_t sum = XXH3_64bits(m->p, m->len);
-    MB_PUT(m, sum);
-    return 0;
+    uint64_t body = m->len - MANIFEST_HEADER;
+    memcpy(m->p + 56, &body, 8);
 }
 
-static int write_all(mindb *db, int fd, const uint8_t *p, size_t len)
+/* Appends bytes to the file being written, and to its checksum. */
+struct file_out {
+    mindb *db;
+    int fd;
+    uint64_t off;
+    XXH3_state_t *sum;
+};
+
+static int out_write(struct file_out *o, const void *p, size_t len)
 {
-    uint64_t off = 0;
-    while (off < len) {
-        ssize_t n = db->io->pwrite(db->io->ctx, fd, p + off, len - off, (off_t)off);
+    XXH3_64bits_update(o->sum, p, len);
+    const uint8_t *b = p;
+    while (len > 0) {
+        ssize_t n = o->db->io->pwrite(o->db->io->ctx, o->fd, b, len, (off_t)o->off);
         if (n < 0)
             return (int)n;
         if (n == 0)
             return -EIO;
-        off += (uint64_t)n;
+        b += n;
+        len -= (size_t)n;
+        o->off += (uint64_t)n;
     }
     return 0;
+}
+
+/* Header, the body through zstd's streaming API (no second copy of a
+ * manifest that may be hundreds of MB), and the checksum of it all. */
+static int write_compressed(mindb *db, int fd, const struct manifest_buf *m)
+{
+    size_t cap = ZSTD_CStreamOutSize();
+    uint8_t *buf = malloc(cap);
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    XXH3_state_t *sum = XXH3_createState();
+    int err = buf && cctx && sum ? 0 : -ENOMEM;
+    struct file_out o = {.db = db, .fd = fd, .sum = sum};
+    if (!err) {
+        XXH3_64bits_reset(sum);
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, MANIFEST_ZSTD_LEVEL);
+        ZSTD_CCtx_setPledgedSrcSize(cctx, m->len - MANIFEST_HEADER);
+        err = out_write(&o, m->p, MANIFEST_HEADER);
+    }
+    ZSTD_inBuffer in = {m->p + MANIFEST_HEADER, m->len - MANIFEST_HEADER, 0};
+    for (size_t left = 1; !err && left;) {
+        ZSTD_outBuffer out = {buf, cap, 0};
+        left = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
+        if (ZSTD_isError(left))
+            err = -EIO;
+        else
+            err = out_write(&o, buf, out.pos);
+    }
+    if (!err) {
+        uint64_t digest = XXH3_64bits_digest(sum);
+        err = out_write(&o, &digest, 8);
+    }
+    XXH3_freeState(sum);
+    ZSTD_freeCCtx(cctx);
+    free(buf);
+    return err;
 }
 
 int manifest_write(mindb *db, uint64_t seq, const struct manifest_buf *m)
@@ -253,7 +299,7 @@ int manifest_write(mindb *db, uint64_t seq, const struct manifest_buf *m)
                         0644);
     if (fd < 0)
         return fd;
-    int err = write_all(db, fd, m->p, m->len);
+    int err = write_compressed(db, fd, m);
     if (!err)
         err = io->fsync(io->ctx, fd);
     int cerr = io->close(io->ctx, fd);
@@ -276,8 +322,10 @@ int manifest_create(mindb *db, uint64_t pos)
     size_t n = 0;
     int err = manifest_snapshot(db, 1, pos, &m, &frozen, &n);
     free(frozen);
-    if (!err && !(err = manifest_seal(&m, NULL, 0)))
+    if (!err) {
+        manifest_seal(&m, NULL, 0);
         err = manifest_write(db, 1, &m);
+    }
     free(m.p);
     if (!err) {
         db->manifest_seq = db->loaded_seq = 1;
@@ -454,6 +502,8 @@ static int load_object(mindb *db, struct reader *r)
     return 0;
 }
 
+static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys);
+
 static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
 {
     if (len < MANIFEST_HEADER + 8 || memcmp(p, MANIFEST_MAGIC, 8) != 0)
@@ -466,12 +516,32 @@ static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
         return MINDB_ECORRUPT;
     if (version != MANIFEST_VERSION)
         return MINDB_EVERSION;
-    uint64_t n_obj, n_keys;
+    uint64_t n_obj, n_keys, body_len;
     memcpy(pos, p + 24, 8);
     memcpy(&db->next_id, p + 32, 8);
     memcpy(&n_obj, p + 40, 8);
     memcpy(&n_keys, p + 48, 8);
-    struct reader r = {.p = p + MANIFEST_HEADER, .left = len - MANIFEST_HEADER - 8};
+    memcpy(&body_len, p + 56, 8);
+    if (body_len > SIZE_MAX / 2)
+        return -ENOMEM;
+    uint8_t *body = malloc(body_len ? (size_t)body_len : 1);
+    if (!body)
+        return -ENOMEM;
+    size_t got =
+        ZSTD_decompress(body, (size_t)body_len, p + MANIFEST_HEADER, len - MANIFEST_HEADER - 8);
+    if (ZSTD_isError(got) || got != body_len) {
+        free(body);
+        return MINDB_ECORRUPT;
+    }
+    int err = load_body(db, body, (size_t)body_len, n_obj, n_keys);
+    free(body);
+    return err;
+}
+
+/* The objects and keys of a manifest, once decompressed. */
+static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys)
+{
+    struct reader r = {.p = body, .left = len};
     int err = 0;
     for (uint64_t i = 0; i < n_obj && !err; i++)
         err = load_object(db, &r);
