@@ -24,6 +24,9 @@
 static char g_store[TU_PATH_MAX];
 static struct mindb_options g_opts;
 
+/* What a change may add above the dirty bound: one chunk's buffer. */
+#define CHUNK_SLACK (64 << 10)
+
 static mindb *open_store(int small)
 {
     su_store_path(g_store, "store");
@@ -1576,6 +1579,79 @@ static void test_stats(void)
     CHECK_OK(mindb_close(db));
 }
 
+/* A store many times larger than the memory it is given: dirty data stays
+ * within its bound (plus the one change in flight) while 24 MiB go in,
+ * through puts, sequential and random pwrites, and all of it reads back. */
+static void test_larger_than_memory(void)
+{
+    su_store_path(g_store, "store");
+    su_options(&g_opts, 1);
+    g_opts.dirty_bytes = 1 << 20;
+    g_opts.cache_bytes = 1 << 20;
+    mindb *db = SU_OPEN(g_store, &g_opts);
+    const size_t piece = 256 << 10, file_bytes = 8 << 20;
+    uint8_t *buf = malloc(piece), *back = malloc(piece);
+    CHECK(buf && back);
+    uint64_t max_dirty = 0;
+    struct mindb_stats stats;
+    char key[32];
+    /* 32 puts of 256 KiB. */
+    for (unsigned i = 0; i < 32; i++) {
+        snprintf(key, sizeof key, "mem/put%02u", i);
+        su_value(buf, piece, i, 1);
+        SU_PUT(db, KEY(key), buf, piece);
+        CHECK_OK(mindb_stats(db, &stats));
+        if (stats.dirty_bytes > max_dirty)
+            max_dirty = stats.dirty_bytes;
+    }
+    /* Two files of 8 MiB: one written in order, one in random 4 KiB writes
+     * over a first pass. */
+    mindb_file *f;
+    CHECK_OK(mindb_file_open(db, KEY("mem/seq"), MINDB_OPEN_CREATE, 0644, &f));
+    for (size_t off = 0; off < file_bytes; off += piece) {
+        su_fill(buf, piece, off);
+        CHECK_EQ(mindb_pwrite(f, buf, piece, off), (long long)piece);
+        CHECK_OK(mindb_stats(db, &stats));
+        if (stats.dirty_bytes > max_dirty)
+            max_dirty = stats.dirty_bytes;
+    }
+    mindb_file_close(f);
+    CHECK_OK(mindb_file_open(db, KEY("mem/rand"), MINDB_OPEN_CREATE, 0644, &f));
+    CHECK_OK(mindb_truncate(f, file_bytes));
+    uint64_t rng = 7;
+    for (unsigned i = 0; i < 2048; i++) {
+        uint64_t block = tu_rand_range(&rng, 0, file_bytes / 4096 - 1);
+        su_fill(buf, 4096, block);
+        CHECK_EQ(mindb_pwrite(f, buf, 4096, block * 4096), 4096);
+        CHECK_OK(mindb_stats(db, &stats));
+        if (stats.dirty_bytes > max_dirty)
+            max_dirty = stats.dirty_bytes;
+    }
+    tu_note("most dirty bytes seen: %llu (bound %llu)", (unsigned long long)max_dirty,
+            (unsigned long long)g_opts.dirty_bytes);
+    CHECK_LE_U(max_dirty, g_opts.dirty_bytes + piece + CHUNK_SLACK);
+    mindb_file_close(f);
+    db = reopen(db);
+    for (unsigned i = 0; i < 32; i++) {
+        snprintf(key, sizeof key, "mem/put%02u", i);
+        su_value(buf, piece, i, 1);
+        EXPECT_VALUE(db, KEY(key), buf, piece);
+    }
+    CHECK_OK(mindb_file_open(db, KEY("mem/seq"), 0, 0, &f));
+    for (size_t off = 0; off < file_bytes; off += piece) {
+        su_fill(buf, piece, off);
+        CHECK_EQ(mindb_pread(f, back, piece, off), (long long)piece);
+        CHECK(memcmp(buf, back, piece) == 0);
+    }
+    mindb_file_close(f);
+    CHECK_OK(mindb_stats(db, &stats));
+    CHECK_EQ_U(stats.logical_bytes, 32 * piece + 2 * file_bytes);
+    CHECK_EQ(mindb_check(db, NULL, NULL, NULL), 0);
+    CHECK_OK(mindb_close(db));
+    free(buf);
+    free(back);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -1597,5 +1673,6 @@ int main(int argc, char **argv)
     tu_run("chunks", test_chunks);
     tu_run("read_only", test_read_only);
     tu_run("stats", test_stats);
+    tu_run("larger_than_memory", test_larger_than_memory);
     return tu_finish();
 }
