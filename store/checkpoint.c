@@ -51,6 +51,16 @@ static void install(mindb *db, struct frozen_chunk *frozen, size_t n, int failed
     }
 }
 
+/* Says checkpoint `pass` is over, to writers waiting for memory. */
+static void pass_finished(mindb *db, uint64_t pass)
+{
+    pthread_mutex_lock(&db->bg_mutex);
+    if (pass > db->cp_finished)
+        db->cp_finished = pass;
+    pthread_cond_broadcast(&db->bg_done);
+    pthread_mutex_unlock(&db->bg_mutex);
+}
+
 int checkpoint_run(mindb *db)
 {
     if (db->opt.read_only)
@@ -60,8 +70,10 @@ int checkpoint_run(mindb *db)
     size_t n_frozen = 0;
 
     pthread_rwlock_wrlock(&db->state);
+    uint64_t pass = atomic_fetch_add(&db->cp_started, 1) + 1;
     if (db->broken) {
         pthread_rwlock_unlock(&db->state);
+        pass_finished(db, pass);
         return -EIO;
     }
     uint64_t pos = wal_append_pos(db->log);
@@ -92,6 +104,7 @@ int checkpoint_run(mindb *db)
     }
     pthread_rwlock_unlock(&db->state);
     free(frozen);
+    pass_finished(db, pass);
     if (err) {
         db_log(db, "checkpoint failed: %s", mindb_strerror(err));
         return err;
@@ -114,12 +127,6 @@ int mindb_checkpoint(mindb *db)
     pthread_mutex_lock(&db->maint);
     int err = checkpoint_run(db);
     pthread_mutex_unlock(&db->maint);
-    if (!err) {
-        pthread_mutex_lock(&db->bg_mutex);
-        db->bg_passes++;
-        pthread_cond_broadcast(&db->bg_done);
-        pthread_mutex_unlock(&db->bg_mutex);
-    }
     return err;
 }
 
@@ -133,28 +140,6 @@ static int checkpoint_due(mindb *db, int64_t now)
         return 1;
     return db->opt.checkpoint_interval_ms && end > db->checkpoint_pos &&
            now - db->last_checkpoint_ns >= (int64_t)db->opt.checkpoint_interval_ms * 1000000;
-}
-
-/* Whether a data segment other than the newest is mostly dead. */
-static int compaction_due(mindb *db)
-{
-    if (!db->opt.compact_live_percent)
-        return 0;
-    uint64_t *live;
-    uint32_t max_seg;
-    if (live_bytes(db, &live, &max_seg) != 0)
-        return 0;
-    uint32_t segs[256];
-    uint64_t sizes[256];
-    size_t n = datafile_segments(db->data, segs, sizes, 256);
-    uint32_t active = datafile_active_segment(db->data);
-    int due = 0;
-    for (size_t i = 0; i < n && i < 256 && !due; i++) {
-        uint64_t l = segs[i] <= max_seg ? live[segs[i]] : 0;
-        due = segs[i] != active && l * 100 < sizes[i] * db->opt.compact_live_percent;
-    }
-    free(live);
-    return due;
 }
 
 static void *background_main(void *arg)
@@ -179,17 +164,14 @@ static void *background_main(void *arg)
         if (requested || checkpoint_due(db, now_ns())) {
             err = checkpoint_run(db);
             ran = 1;
-            if (!err && compaction_due(db))
+            if (!err && compact_due(db))
                 err = compact_run(db, db->opt.compact_live_percent, NULL, NULL);
         }
         pthread_mutex_unlock(&db->maint);
 
         pthread_mutex_lock(&db->bg_mutex);
-        if (ran) {
-            db->bg_passes++;
+        if (ran)
             db->last_bg_error = err;
-            pthread_cond_broadcast(&db->bg_done);
-        }
     }
     pthread_mutex_unlock(&db->bg_mutex);
     return NULL;
@@ -246,14 +228,14 @@ void background_wait_memory(mindb *db)
         pthread_mutex_unlock(&db->maint);
         return;
     }
-    /* Wait for one checkpoint to finish, not for memory to drop below the
-     * bound: data a checkpoint cannot move (a failing disk) must not hang
-     * writers forever. */
+    /* Wait for one checkpoint that snapshots after now to finish, not for
+     * memory to drop below the bound: data a checkpoint cannot move (a
+     * failing disk) must not hang writers forever. */
     pthread_mutex_lock(&db->bg_mutex);
-    uint64_t target = db->bg_passes + 1;
+    uint64_t target = atomic_load(&db->cp_started) + 1;
     db->bg_requested = 1;
     pthread_cond_signal(&db->bg_wake);
-    while (db->bg_passes < target && !db->bg_stop)
+    while (db->cp_finished < target && !db->bg_stop)
         pthread_cond_wait(&db->bg_done, &db->bg_mutex);
     pthread_mutex_unlock(&db->bg_mutex);
 }

@@ -50,26 +50,64 @@ static int segment_list(mindb *db, uint32_t **segs, uint64_t **sizes, size_t *n)
     return 0;
 }
 
-int live_bytes(mindb *db, uint64_t **live, uint32_t *max_seg)
-{
+/* The data segments, their sizes and their live bytes. */
+struct seg_usage {
     uint32_t *segs;
     uint64_t *sizes;
     size_t n;
-    int err = segment_list(db, &segs, &sizes, &n);
+    uint64_t *live; /* by segment number, 0..max_seg */
+    uint32_t max_seg;
+};
+
+static void usage_free(struct seg_usage *u)
+{
+    free(u->segs);
+    free(u->sizes);
+    free(u->live);
+}
+
+static int usage_load(mindb *db, struct seg_usage *u)
+{
+    memset(u, 0, sizeof(*u));
+    int err = segment_list(db, &u->segs, &u->sizes, &u->n);
     if (err)
         return err;
-    struct live_walk w = {.max_seg = n ? segs[n - 1] : 0};
-    free(segs);
-    free(sizes);
+    struct live_walk w = {.max_seg = u->n ? u->segs[u->n - 1] : 0};
     w.live = calloc((size_t)w.max_seg + 1, sizeof(*w.live));
-    if (!w.live)
+    if (!w.live) {
+        usage_free(u);
         return -ENOMEM;
+    }
     pthread_rwlock_rdlock(&db->state);
     objtable_each(&db->objects, count_live, &w);
     pthread_rwlock_unlock(&db->state);
-    *live = w.live;
-    *max_seg = w.max_seg;
+    u->live = w.live;
+    u->max_seg = w.max_seg;
     return 0;
+}
+
+/* Whether the i-th segment has dead bytes and a live fraction below
+ * `percent`. */
+static int usage_below(const struct seg_usage *u, size_t i, unsigned percent)
+{
+    uint64_t body = u->sizes[i] > SEGMENT_HEADER_BYTES ? u->sizes[i] - SEGMENT_HEADER_BYTES : 0;
+    uint64_t live = u->segs[i] <= u->max_seg ? u->live[u->segs[i]] : 0;
+    return live < body && live * 100 < body * percent;
+}
+
+int compact_due(mindb *db)
+{
+    if (!db->opt.compact_live_percent)
+        return 0;
+    struct seg_usage u;
+    if (usage_load(db, &u) != 0)
+        return 0;
+    uint32_t active = datafile_active_segment(db->data);
+    int due = 0;
+    for (size_t i = 0; i < u.n && !due; i++)
+        due = u.segs[i] != active && usage_below(&u, i, db->opt.compact_live_percent);
+    usage_free(&u);
+    return due;
 }
 
 static int is_pending(mindb *db, uint32_t seg)
@@ -117,18 +155,11 @@ static void collect_moves(void *ctx, struct object *obj)
 int compact_run(mindb *db, unsigned live_percent,
                 void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
 {
-    uint32_t *segs;
-    uint64_t *sizes, *live;
-    size_t n;
-    uint32_t max_seg;
-    int err = segment_list(db, &segs, &sizes, &n);
+    struct seg_usage u;
+    int err = usage_load(db, &u);
     if (err)
         return err;
-    if ((err = live_bytes(db, &live, &max_seg))) {
-        free(segs);
-        free(sizes);
-        return err;
-    }
+    uint32_t max_seg = u.max_seg;
     struct move_walk w = {.max_seg = max_seg};
     uint8_t *victim = calloc((size_t)max_seg + 1, 1);
     if (!victim) {
@@ -141,13 +172,11 @@ int compact_run(mindb *db, unsigned live_percent,
     uint32_t pin = db->large_puts ? db->pin_seg : UINT32_MAX;
     pthread_rwlock_unlock(&db->state);
     size_t n_victims = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t s = segs[i];
-        uint64_t body = sizes[i] > SEGMENT_HEADER_BYTES ? sizes[i] - SEGMENT_HEADER_BYTES : 0;
-        uint64_t l = s <= max_seg ? live[s] : 0;
+    for (size_t i = 0; i < u.n; i++) {
+        uint32_t s = u.segs[i];
         if (s == active || s >= pin || is_pending(db, s) || s > max_seg)
             continue;
-        if (l < body && l * 100 < body * live_percent) {
+        if (usage_below(&u, i, live_percent)) {
             victim[s] = 1;
             n_victims++;
         }
@@ -203,9 +232,7 @@ int compact_run(mindb *db, unsigned live_percent,
 out:
     free(victim);
     free(w.moves);
-    free(live);
-    free(segs);
-    free(sizes);
+    usage_free(&u);
     return err;
 }
 
@@ -231,31 +258,15 @@ void compact_delete_pending(mindb *db)
 static int seal_active_if_dead(mindb *db, unsigned live_percent)
 {
     uint32_t active = datafile_active_segment(db->data);
-    uint32_t *segs;
-    uint64_t *sizes, *live;
-    size_t n;
-    uint32_t max_seg;
-    if (!active)
-        return 0;
-    int err = segment_list(db, &segs, &sizes, &n);
-    if (err)
+    struct seg_usage u;
+    int err = active ? usage_load(db, &u) : 0;
+    if (!active || err)
         return err;
-    if ((err = live_bytes(db, &live, &max_seg))) {
-        free(segs);
-        free(sizes);
-        return err;
-    }
     int due = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (segs[i] != active)
-            continue;
-        uint64_t body = sizes[i] > SEGMENT_HEADER_BYTES ? sizes[i] - SEGMENT_HEADER_BYTES : 0;
-        uint64_t l = active <= max_seg ? live[active] : 0;
-        due = l < body && l * 100 < body * live_percent;
-    }
-    free(live);
-    free(segs);
-    free(sizes);
+    for (size_t i = 0; i < u.n; i++)
+        if (u.segs[i] == active)
+            due = usage_below(&u, i, live_percent);
+    usage_free(&u);
     return due ? datafile_seal_active(db->data) : 0;
 }
 

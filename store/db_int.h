@@ -69,7 +69,11 @@ struct mindb {
     pthread_mutex_t bg_mutex;
     pthread_cond_t bg_wake, bg_done;
     int bg_stop, bg_requested;
-    uint64_t bg_passes; /* checkpoints finished, to wait for the next one */
+    /* Checkpoints are numbered when they take their snapshot; a writer
+     * waiting for memory waits for one numbered after it began to wait,
+     * whose snapshot therefore holds its dirty data. */
+    _Atomic uint64_t cp_started;
+    uint64_t cp_finished; /* the highest number finished (under bg_mutex) */
     _Atomic int64_t last_checkpoint_ns;
     int last_bg_error;
 
@@ -186,8 +190,9 @@ int manifest_create(mindb *db, uint64_t pos);
 
 /* ---- compact.c ---- */
 
-/* Live bytes of each segment, by segment number (an array of max_seg + 1). */
-int live_bytes(mindb *db, uint64_t **live, uint32_t *max_seg);
+/* Whether a data segment other than the newest is below the background
+ * compaction threshold. */
+int compact_due(mindb *db);
 int compact_run(mindb *db, unsigned live_percent,
                 void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 /* Deletes pending segments that no manifest kept can reference. */

@@ -106,6 +106,21 @@ static void prefix_stat(struct mindb_stat *st)
     st->nlink = 2;
 }
 
+/* Returns the key of node `n` and moves the position past it. */
+static int take_key(mindb_iter *it, struct kinode *n, size_t *key_len, struct mindb_stat *st)
+{
+    memcpy(it->out, kinode_key(n), n->len);
+    *key_len = n->len;
+    if (st)
+        stat_fill(n->obj, st);
+    memcpy(it->pos, kinode_key(n), n->len);
+    it->pos_len = n->len;
+    it->pos_after = 1;
+    it->node = n;
+    it->seq = it->db->change_seq;
+    return 1;
+}
+
 int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mindb_stat *st)
 {
     if (it->done)
@@ -124,16 +139,7 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
             break;
         const uint8_t *k = kinode_key(n);
         if (!(it->flags & MINDB_ITER_CHILDREN)) {
-            memcpy(it->out, k, n->len);
-            *key_len = n->len;
-            if (st)
-                stat_fill(n->obj, st);
-            memcpy(it->pos, k, n->len);
-            it->pos_len = n->len;
-            it->pos_after = 1;
-            it->node = n;
-            it->seq = db->change_seq;
-            ret = 1;
+            ret = take_key(it, n, key_len, st);
             break;
         }
         size_t plen = it->prefix_len;
@@ -141,17 +147,7 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
             break;
         const uint8_t *slash = memchr(k + plen, '/', n->len - plen);
         if (!slash) {
-            /* A direct child. */
-            memcpy(it->out, k, n->len);
-            *key_len = n->len;
-            if (st)
-                stat_fill(n->obj, st);
-            memcpy(it->pos, k, n->len);
-            it->pos_len = n->len;
-            it->pos_after = 1;
-            it->node = n;
-            it->seq = db->change_seq;
-            ret = 1;
+            ret = take_key(it, n, key_len, st); /* a direct child */
             break;
         }
         /* A key deeper down: its child component was reported already when
