@@ -11,6 +11,7 @@
  * docs/FORMAT.md describes every file.
  */
 #include "db_int.h"
+#include "mindb_io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -266,6 +267,12 @@ static int check_options(const struct mindb_options *o)
 
 int mindb_open(const char *dir, const struct mindb_options *options, mindb **out)
 {
+    return mindb_open_io(dir, options, NULL, out);
+}
+
+int mindb_open_io(const char *dir, const struct mindb_options *options, const struct wal_io *io,
+                  mindb **out)
+{
     struct mindb_options defaults;
     if (!options) {
         mindb_options_init(&defaults);
@@ -281,7 +288,7 @@ int mindb_open(const char *dir, const struct mindb_options *options, mindb **out
         return -ENOMEM;
     db->opt = *options;
     db->dirfd = db->lockfd = -1;
-    db->io = &wal_posix_io;
+    db->io = io ? io : &wal_posix_io;
     db->dir = strdup(dir);
     pthread_rwlock_init(&db->state, NULL);
     pthread_mutex_init(&db->maint, NULL);
