@@ -199,8 +199,14 @@ int compact_run(mindb *db, unsigned live_percent,
         if (progress)
             progress(ctx, done, total);
     }
+    /* The copies must be durable before any ref points at them: a failed
+     * sync may have lost them, and the next checkpoint, finding nothing of
+     * its own to sync, would name them in a manifest. */
+    if (!err)
+        err = datafile_sync(db->data);
     if (err) {
-        /* A damaged chunk cannot move; its segment stays (check reports it). */
+        /* A damaged chunk cannot move, a failed write or sync leaves the
+         * refs where they were; the segments stay (check reports damage). */
         db_log(db, "compaction stopped: %s", mindb_strerror(err));
         goto out;
     }

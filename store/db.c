@@ -188,9 +188,18 @@ static int replay(mindb *db)
         else
             applied++;
     }
+    /* A reader ends with 0 also when a read fails: replaying less than the
+     * log holds would lose synced changes for good at the next checkpoint. */
+    struct wal_stop stop;
+    wal_reader_stop(rd, &stop);
     wal_reader_close(rd);
     if (err < 0)
         return err;
+    if (stop.reason == WAL_STOP_IO) {
+        db_log(db, "replay: reading the log at %llu: %s", (unsigned long long)stop.pos,
+               mindb_strerror(stop.error));
+        return stop.error ? stop.error : -EIO;
+    }
     if (skipped)
         db_log(db, "replay: %llu changes applied, %llu to objects gone before",
                (unsigned long long)applied, (unsigned long long)skipped);

@@ -295,6 +295,16 @@ int segfile_create(struct datafile *df)
     uint8_t h[SEG_HEADER_BYTES];
     seg_header_encode(h, no);
     int rc = segfile_write_full(df, fd, h, sizeof h, 0);
+    /* The header and the file's name are made durable now, before any chunk
+     * goes in: a later failed sync may lose chunks (nothing durable names
+     * them yet), but never leaves a segment without its header, which would
+     * keep the store from opening. One sync per segment (64 MiB). */
+    if (rc == 0)
+        rc = df->io->fdatasync(df->io->ctx, fd);
+    if (rc == 0)
+        rc = df->io->fsync(df->io->ctx, df->dirfd);
+    if (rc == 0)
+        __atomic_add_fetch(&df->fdatasyncs, 2, __ATOMIC_RELAXED);
     if (rc < 0) {
         df->io->close(df->io->ctx, fd);
         df->io->unlinkat(df->io->ctx, df->dirfd, name);

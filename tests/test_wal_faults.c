@@ -4,16 +4,17 @@
  * from writes and from making a new segment, a failed fdatasync (sticky),
  * a loop that fails the Nth call for every N, and a real full tmpfs.
  * After every failure the log must open and show a prefix of what was
- * appended that holds everything whose commit returned 0.
+ * appended that holds everything whose commit returned 0. The injecting
+ * table is faultio.c's.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* O_DIRECT, strsignal, nftw */
 #endif
+#include "faultio.h"
 #include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mount.h>
@@ -22,237 +23,8 @@
 #include <unistd.h>
 
 #define KiB 1024u
-#define BLOCK 4096u
 #define SEG (64 * KiB)
 #define RING (64 * KiB)
-#define MAX_FDS 256
-
-/* ---- the injecting io table ---- */
-
-enum fail_mode {
-    FAIL_ONCE,       /* only call N fails */
-    FAIL_FROM,       /* call N and every call after it fail */
-    FAIL_TORN_CRASH, /* call N fails (a write writes half first), then all */
-};
-
-static const char *mode_name(enum fail_mode mode)
-{
-    return mode == FAIL_ONCE ? "once" : mode == FAIL_FROM ? "from" : "torn";
-}
-
-struct fault {
-    struct wal_io io; /* what the log gets; io.ctx points back here */
-    pthread_mutex_t mu;
-    /* The failure loop. */
-    long calls;
-    long by_op[9]; /* calls per operation, in the order of struct wal_io */
-    long fail_at;  /* 0: never */
-    enum fail_mode mode;
-    long injected;
-    /* Targeted faults (0: off). */
-    int refuse_direct_open;    /* openat with O_DIRECT returns -EINVAL */
-    int refuse_direct_pwrite;  /* this many pwrites on O_DIRECT fds return -EINVAL */
-    int pwrite_error;          /* every pwrite returns it */
-    int new_file_pwrite_error; /* pwrites to files created while set return it */
-    int fdatasync_error;       /* every fdatasync returns it */
-    long fdatasync_countdown;  /* the fdatasync this many calls from now fails */
-    /* What happened. */
-    long direct_opens, direct_pwrites_refused, targeted;
-    int open_fds;
-    int new_fds[MAX_FDS];
-    int new_count;
-};
-
-static struct fault *F(void *ctx)
-{
-    return ctx;
-}
-
-enum {
-    OP_OPENAT,
-    OP_CLOSE,
-    OP_PREAD,
-    OP_PWRITE,
-    OP_FDATASYNC,
-    OP_FSYNC,
-    OP_RENAMEAT,
-    OP_UNLINKAT,
-    OP_CLEAR_DIRECT
-};
-
-/* Counts the call; returns the error to inject, or 0. */
-static int loop_fault(struct fault *f, int op, int error)
-{
-    pthread_mutex_lock(&f->mu);
-    f->by_op[op]++;
-    long n = ++f->calls;
-    int fail = f->fail_at > 0 && (n == f->fail_at || (f->mode != FAIL_ONCE && n > f->fail_at));
-    if (fail)
-        f->injected++;
-    pthread_mutex_unlock(&f->mu);
-    return fail ? error : 0;
-}
-
-static int is_new_fd(struct fault *f, int fd)
-{
-    for (int i = 0; i < f->new_count; i++)
-        if (f->new_fds[i] == fd)
-            return 1;
-    return 0;
-}
-
-static void forget_fd(struct fault *f, int fd)
-{
-    for (int i = 0; i < f->new_count; i++)
-        if (f->new_fds[i] == fd) {
-            f->new_fds[i] = f->new_fds[--f->new_count];
-            return;
-        }
-}
-
-static int f_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
-{
-    struct fault *f = F(ctx);
-    int rc = loop_fault(f, OP_OPENAT, -EIO);
-    if (rc)
-        return rc;
-    if (flags & O_DIRECT) {
-        f->direct_opens++;
-        if (f->refuse_direct_open) {
-            f->targeted++;
-            return -EINVAL;
-        }
-    }
-    struct stat st;
-    int existed = fstatat(dirfd, name, &st, 0) == 0;
-    int fd = wal_posix_io.openat(wal_posix_io.ctx, dirfd, name, flags, mode);
-    if (fd >= 0) {
-        f->open_fds++;
-        /* Files created while the fault is armed are the new segments. */
-        if (!existed && f->new_file_pwrite_error && f->new_count < MAX_FDS)
-            f->new_fds[f->new_count++] = fd;
-    }
-    return fd;
-}
-
-static int f_close(void *ctx, int fd)
-{
-    struct fault *f = F(ctx);
-    int rc = loop_fault(f, OP_CLOSE, -EIO);
-    forget_fd(f, fd);
-    f->open_fds--;
-    /* Like Linux: the descriptor is gone even when close reports an error. */
-    int closed = wal_posix_io.close(wal_posix_io.ctx, fd);
-    return rc ? rc : closed;
-}
-
-static ssize_t f_pread(void *ctx, int fd, void *buf, size_t len, off_t off)
-{
-    int rc = loop_fault(F(ctx), OP_PREAD, -EIO);
-    if (rc)
-        return rc;
-    return wal_posix_io.pread(wal_posix_io.ctx, fd, buf, len, off);
-}
-
-static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
-{
-    struct fault *f = F(ctx);
-    pthread_mutex_lock(&f->mu);
-    int torn = f->fail_at > 0 && f->mode == FAIL_TORN_CRASH && f->calls + 1 == f->fail_at;
-    pthread_mutex_unlock(&f->mu);
-    int rc = loop_fault(f, OP_PWRITE, -ENOSPC);
-    if (rc) {
-        if (torn) {
-            /* A crash in the middle of the write: its first half (whole
-             * blocks, as O_DIRECT wants them) reached the file. */
-            size_t half = len / 2 / BLOCK * BLOCK;
-            if (half)
-                wal_posix_io.pwrite(wal_posix_io.ctx, fd, buf, half, off);
-            return -EIO;
-        }
-        return rc;
-    }
-    if (f->refuse_direct_pwrite > 0) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0 && (fl & O_DIRECT)) {
-            f->refuse_direct_pwrite--;
-            f->direct_pwrites_refused++;
-            f->targeted++;
-            return -EINVAL;
-        }
-    }
-    if (f->pwrite_error) {
-        f->targeted++;
-        return f->pwrite_error;
-    }
-    if (f->new_file_pwrite_error && is_new_fd(f, fd)) {
-        f->targeted++;
-        return f->new_file_pwrite_error;
-    }
-    return wal_posix_io.pwrite(wal_posix_io.ctx, fd, buf, len, off);
-}
-
-static int f_fdatasync(void *ctx, int fd)
-{
-    struct fault *f = F(ctx);
-    int rc = loop_fault(f, OP_FDATASYNC, -EIO);
-    if (rc)
-        return rc;
-    if (f->fdatasync_error) {
-        f->targeted++;
-        return f->fdatasync_error;
-    }
-    if (f->fdatasync_countdown > 0 && --f->fdatasync_countdown == 0) {
-        f->targeted++;
-        return -EIO;
-    }
-    return wal_posix_io.fdatasync(wal_posix_io.ctx, fd);
-}
-
-static int f_fsync(void *ctx, int fd)
-{
-    int rc = loop_fault(F(ctx), OP_FSYNC, -EIO);
-    return rc ? rc : wal_posix_io.fsync(wal_posix_io.ctx, fd);
-}
-
-static int f_renameat(void *ctx, int dirfd, const char *from, const char *to)
-{
-    int rc = loop_fault(F(ctx), OP_RENAMEAT, -EIO);
-    return rc ? rc : wal_posix_io.renameat(wal_posix_io.ctx, dirfd, from, to);
-}
-
-static int f_unlinkat(void *ctx, int dirfd, const char *name)
-{
-    int rc = loop_fault(F(ctx), OP_UNLINKAT, -EIO);
-    return rc ? rc : wal_posix_io.unlinkat(wal_posix_io.ctx, dirfd, name);
-}
-
-static int f_clear_direct(void *ctx, int fd)
-{
-    int rc = loop_fault(F(ctx), OP_CLEAR_DIRECT, -EIO);
-    return rc ? rc : wal_posix_io.clear_direct(wal_posix_io.ctx, fd);
-}
-
-static void fault_init(struct fault *f)
-{
-    memset(f, 0, sizeof *f);
-    pthread_mutex_init(&f->mu, NULL);
-    f->io.openat = f_openat;
-    f->io.close = f_close;
-    f->io.pread = f_pread;
-    f->io.pwrite = f_pwrite;
-    f->io.fdatasync = f_fdatasync;
-    f->io.fsync = f_fsync;
-    f->io.renameat = f_renameat;
-    f->io.unlinkat = f_unlinkat;
-    f->io.clear_direct = f_clear_direct;
-    f->io.ctx = f;
-}
-
-static void fault_destroy(struct fault *f)
-{
-    pthread_mutex_destroy(&f->mu);
-}
 
 /* ---- the log callback ---- */
 
@@ -733,7 +505,7 @@ static void failure_loop(enum fail_mode mode)
 {
     char dir[TU_PATH_MAX], what[128];
     long n;
-    long total_calls = 0, by_op[9] = {0};
+    long total_calls = 0, by_op[OP_COUNT] = {0};
     for (n = 1;; n++) {
         CHECKF(n < 5000, "the scenario still hits a fault at call %ld", n);
         tu_path(dir, "log-%ld", n);
@@ -746,7 +518,8 @@ static void failure_loop(enum fail_mode mode)
         tu_model_init(&s.s1);
         tu_model_init(&s.s2);
         run_scenario(dir, &f, &s);
-        snprintf(what, sizeof what, "mode %s, call %ld of %ld failed", mode_name(mode), n, f.calls);
+        snprintf(what, sizeof what, "mode %s, call %ld of %ld failed", fault_mode_name(mode), n,
+                 f.calls);
         if (f.injected == 0) {
             /* Nothing failed: the whole scenario must have succeeded. */
             CHECK(s.opened1 && s.opened2);
@@ -764,8 +537,8 @@ static void failure_loop(enum fail_mode mode)
         if (done)
             break;
     }
-    tu_note("mode %s: failed each of the first %ld calls; the scenario makes %ld", mode_name(mode),
-            n - 1, total_calls);
+    tu_note("mode %s: failed each of the first %ld calls; the scenario makes %ld",
+            fault_mode_name(mode), n - 1, total_calls);
     tu_note("(openat %ld, close %ld, pread %ld, pwrite %ld, fdatasync %ld, fsync %ld, renameat "
             "%ld, unlinkat %ld, clear_direct %ld)",
             by_op[0], by_op[1], by_op[2], by_op[3], by_op[4], by_op[5], by_op[6], by_op[7],
