@@ -1,7 +1,10 @@
 /*
  * apply.c - what each change does to the state, and what it is refused
- * with. The same code checks a change before it is logged (dry) and applies
- * it, live and at replay, so the two cannot drift apart. Every time a change
+ * with. One function per change checks it, then passes the gate, then
+ * changes the state. Live, the gate appends the record to the log, so a
+ * change is logged only once it is known to apply, and the state is looked
+ * up once; checking alone stops at the gate; replay walks through it. Live
+ * and replay run the same code and cannot drift apart. Every time a change
  * sets comes from its record, so replay reproduces it exactly.
  */
 #include "db_int.h"
@@ -25,6 +28,23 @@ void object_unref(mindb *db, struct object *obj)
     objtable_remove(&db->objects, obj);
     object_free(obj);
 }
+
+#define GATE_STOP 1
+
+/* Between checking a change and making it. */
+static int gate(mindb *db, const struct rec *r, enum apply_mode mode)
+{
+    if (mode == APPLY_CHECK)
+        return GATE_STOP;
+    return mode == APPLY_LIVE ? log_append(db, r) : 0;
+}
+
+#define GATE(db, r, mode)                                                                          \
+    do {                                                                                           \
+        int gate_ = gate(db, r, mode);                                                             \
+        if (gate_)                                                                                 \
+            return gate_ == GATE_STOP ? 0 : gate_;                                                 \
+    } while (0)
 
 static int is_dir(const struct object *obj)
 {
@@ -97,14 +117,23 @@ static int is_under(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen
     return blen > alen && b[alen] == '/' && memcmp(a, b, alen) == 0;
 }
 
-static int bind_key(mindb *db, const uint8_t *key, size_t len, struct object *obj, int64_t t)
+/* Names `obj` by `key`, where keyindex_locate() found it would go (NULL:
+ * find it). */
+static int bind_key_at(mindb *db, struct ki_where *where, const uint8_t *key, size_t len,
+                       struct object *obj, int64_t t)
 {
-    int err = keyindex_insert(db->index, key, len, obj);
+    int err = where ? keyindex_insert_at(db->index, where, key, len, obj)
+                    : keyindex_insert(db->index, key, len, obj);
     if (err)
         return err;
     obj->nlink++;
     parent_changed(db, key, len, t, is_dir(obj) ? 1 : 0);
     return 0;
+}
+
+static int bind_key(mindb *db, const uint8_t *key, size_t len, struct object *obj, int64_t t)
+{
+    return bind_key_at(db, NULL, key, len, obj, t);
 }
 
 static void unbind_key(mindb *db, const uint8_t *key, size_t len, int64_t t)
@@ -129,13 +158,13 @@ static struct object *new_object(mindb *db, const struct rec *r, uint32_t mode)
     return obj;
 }
 
-static int apply_put(mindb *db, const struct rec *r, int dry)
+static int apply_put(mindb *db, const struct rec *r, enum apply_mode mode)
 {
-    struct kinode *n = keyindex_find(db->index, r->key, r->key_len);
+    struct ki_where where;
+    struct kinode *n = keyindex_locate(db->index, r->key, r->key_len, &where);
     if (n && is_dir(n->obj))
         return -EISDIR;
-    if (dry)
-        return 0;
+    GATE(db, r, mode);
     struct object *obj = new_object(db, r, S_IFREG | (r->mode & 07777));
     if (!obj)
         return -ENOMEM;
@@ -153,7 +182,7 @@ static int apply_put(mindb *db, const struct rec *r, int dry)
         obj->size = r->off;
     }
     if (!err && !n)
-        err = bind_key(db, r->key, r->key_len, obj, r->time);
+        err = bind_key_at(db, &where, r->key, r->key_len, obj, r->time);
     if (err) {
         object_unref(db, obj);
         return err;
@@ -172,21 +201,21 @@ static int apply_put(mindb *db, const struct rec *r, int dry)
     return 0;
 }
 
-static int apply_create(mindb *db, const struct rec *r, int dry)
+static int apply_create(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     uint32_t type = r->mode & S_IFMT;
     if (type != S_IFREG && type != S_IFDIR && type != S_IFLNK)
         return -EINVAL;
-    if (lookup(db, r->key, r->key_len))
+    struct ki_where where;
+    if (keyindex_locate(db->index, r->key, r->key_len, &where))
         return -EEXIST;
-    if (dry)
-        return 0;
+    GATE(db, r, mode);
     struct object *obj = new_object(db, r, r->mode);
     if (!obj)
         return -ENOMEM;
     int err = type == S_IFLNK ? chunk_write(db, obj, r->data, (size_t)r->data_len, 0) : 0;
     if (!err)
-        err = bind_key(db, r->key, r->key_len, obj, r->time);
+        err = bind_key_at(db, &where, r->key, r->key_len, obj, r->time);
     if (err)
         object_unref(db, obj);
     else if (type == S_IFDIR)
@@ -194,19 +223,19 @@ static int apply_create(mindb *db, const struct rec *r, int dry)
     return err;
 }
 
-static int apply_delete(mindb *db, const struct rec *r, int dry)
+static int apply_delete(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     struct object *obj = lookup(db, r->key, r->key_len);
     if (!obj)
         return -ENOENT;
     if (is_dir(obj) && has_children(db, r->key, r->key_len))
         return -ENOTEMPTY;
-    if (!dry)
-        unbind_key(db, r->key, r->key_len, r->time);
+    GATE(db, r, mode);
+    unbind_key(db, r->key, r->key_len, r->time);
     return 0;
 }
 
-static int apply_link(mindb *db, const struct rec *r, int dry)
+static int apply_link(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     struct object *obj = lookup(db, r->key, r->key_len);
     if (!obj)
@@ -217,8 +246,7 @@ static int apply_link(mindb *db, const struct rec *r, int dry)
         return -EEXIST;
     if (obj->nlink >= UINT32_MAX - 1)
         return -EMLINK;
-    if (dry)
-        return 0;
+    GATE(db, r, mode);
     obj->ctime = r->time;
     return bind_key(db, r->key2, r->key2_len, obj, r->time);
 }
@@ -333,14 +361,15 @@ static int rename_check(mindb *db, const struct rec *r, struct object *src, stru
     return 0;
 }
 
-static int apply_rename(mindb *db, const struct rec *r, int dry)
+static int apply_rename(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     struct kinode *sn = keyindex_find(db->index, r->key, r->key_len);
     struct kinode *dn = keyindex_find(db->index, r->key2, r->key2_len);
     struct object *src = sn ? sn->obj : NULL, *dst = dn ? dn->obj : NULL;
     int err = rename_check(db, r, src, dst);
-    if (err || dry)
+    if (err)
         return err;
+    GATE(db, r, mode);
     /* Renaming a name onto itself, or onto another link of the same object,
      * does nothing (POSIX). */
     if (src == dst && !(r->flags & MINDB_RENAME_EXCHANGE))
@@ -390,15 +419,14 @@ static int apply_rename(mindb *db, const struct rec *r, int dry)
 
 /* ---- changes to one object ---- */
 
-static int apply_setattr(mindb *db, const struct rec *r, struct object *obj, int dry)
+static int apply_setattr(mindb *db, const struct rec *r, struct object *obj, enum apply_mode mode)
 {
     unsigned f = r->fields;
     if ((f & MINDB_SET_SIZE) && is_dir(obj))
         return -EISDIR;
     if ((f & MINDB_SET_SIZE) && r->attr.size > MINDB_MAX_SIZE)
         return -EFBIG;
-    if (dry)
-        return 0;
+    GATE(db, r, mode);
     if (f & MINDB_SET_MODE)
         obj->mode = (obj->mode & S_IFMT) | (r->attr.mode & 07777);
     if (f & MINDB_SET_UID)
@@ -419,7 +447,7 @@ static int apply_setattr(mindb *db, const struct rec *r, struct object *obj, int
     return 0;
 }
 
-static int apply_object(mindb *db, const struct rec *r, int dry)
+static int apply_object(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     struct object *obj = objtable_get(&db->objects, r->id);
     if (!obj)
@@ -430,55 +458,52 @@ static int apply_object(mindb *db, const struct rec *r, int dry)
             return -EISDIR;
         if (r->off > MINDB_MAX_SIZE || r->data_len > MINDB_MAX_SIZE - r->off)
             return -EFBIG;
-        if (dry)
-            return 0;
+        GATE(db, r, mode);
         obj->mtime = obj->ctime = r->time;
         return chunk_write(db, obj, r->data, (size_t)r->data_len, r->off);
     case REC_TRUNCATE: {
         struct rec s = *r;
         s.fields = MINDB_SET_SIZE;
         s.attr.size = r->off;
-        return apply_setattr(db, &s, obj, dry);
+        return apply_setattr(db, &s, obj, mode);
     }
     case REC_SETATTR:
-        return apply_setattr(db, r, obj, dry);
+        return apply_setattr(db, r, obj, mode);
     case REC_SETXATTR: {
         struct xattr *x = object_xattr(obj, r->name);
         if (x && (r->flags & MINDB_XATTR_CREATE))
             return -EEXIST;
         if (!x && (r->flags & MINDB_XATTR_REPLACE))
             return -ENODATA;
-        if (dry)
-            return 0;
+        GATE(db, r, mode);
         obj->ctime = r->time;
         return object_xattr_set(obj, r->name, r->data, (size_t)r->data_len);
     }
     case REC_RMXATTR:
         if (!object_xattr(obj, r->name))
             return -ENODATA;
-        if (dry)
-            return 0;
+        GATE(db, r, mode);
         obj->ctime = r->time;
         return object_xattr_remove(obj, r->name);
     }
     return -EINVAL;
 }
 
-int apply_rec(mindb *db, const struct rec *r, int dry)
+int apply_rec(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     switch (r->type) {
     case REC_PUT:
     case REC_PUT_REFS:
-        return apply_put(db, r, dry);
+        return apply_put(db, r, mode);
     case REC_CREATE:
-        return apply_create(db, r, dry);
+        return apply_create(db, r, mode);
     case REC_DELETE:
-        return apply_delete(db, r, dry);
+        return apply_delete(db, r, mode);
     case REC_RENAME:
-        return apply_rename(db, r, dry);
+        return apply_rename(db, r, mode);
     case REC_LINK:
-        return apply_link(db, r, dry);
+        return apply_link(db, r, mode);
     default:
-        return apply_object(db, r, dry);
+        return apply_object(db, r, mode);
     }
 }

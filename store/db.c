@@ -178,7 +178,7 @@ static int replay(mindb *db)
             err = MINDB_ECORRUPT;
             break;
         }
-        int e = apply_rec(db, &r, 0);
+        int e = apply_rec(db, &r, APPLY_REPLAY);
         if (e == -ENOMEM) {
             err = e;
             break;

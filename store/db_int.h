@@ -58,6 +58,8 @@ struct mindb {
     mindb_file *files;   /* open handles, closed by mindb_close() */
     uint8_t *enc;        /* records are encoded here, under the lock: no malloc */
     size_t enc_cap;
+    int logged;          /* the change being applied passed its gate */
+    uint64_t logged_end; /* ...and its record ends here */
 
     pthread_mutex_t maint;
     struct pending_segment *pending;
@@ -92,11 +94,16 @@ int store_lock(mindb *db);
 
 /* ---- apply.c: the changes, shared by the live path and replay ---- */
 
-/* Checks `r` against the state (dry) or applies it. Checking returns the
- * errno the change gets; applying a checked change fails only when memory
- * runs out. Replay applies without a separate check: a record that does not
- * apply is skipped. */
-int apply_rec(mindb *db, const struct rec *r, int dry);
+enum apply_mode {
+    APPLY_CHECK,  /* only check: the errno the change would get */
+    APPLY_LIVE,   /* check, log the record (log_append), change the state */
+    APPLY_REPLAY, /* change the state; a record that does not apply is skipped */
+};
+
+/* Checks `r` against the state and, as `mode` says, logs and applies it.
+ * Once a live change is logged, applying it fails only when memory runs
+ * out. */
+int apply_rec(mindb *db, const struct rec *r, enum apply_mode mode);
 
 /* Drops one key's or one handle's hold on `obj`; frees it when none is
  * left. */
@@ -131,6 +138,8 @@ uint64_t object_disk_bytes(const struct object *obj);
 /* Checks, logs and applies `r` under the state lock (held for writing by
  * the caller), filling in the time. */
 int log_change(mindb *db, struct rec *r);
+/* Appends `r` to the log (apply.c's gate, for log_change). */
+int log_append(mindb *db, const struct rec *r);
 /* What every change does before it takes the lock: back-pressure when dirty
  * memory is over its bound, and refusal on a read-only or broken store. */
 int change_begin(mindb *db);

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KI_MAX_HEIGHT 20
-
 struct keyindex {
     struct kinode *head;
     uint64_t rng;
@@ -128,10 +126,19 @@ struct kinode *keyindex_first(const struct keyindex *ki)
     return ki->head->next[0];
 }
 
-int keyindex_insert(struct keyindex *ki, const void *key, size_t len, struct object *obj)
+struct kinode *keyindex_locate(const struct keyindex *ki, const void *key, size_t len,
+                               struct ki_where *where)
 {
-    struct kinode *prev[KI_MAX_HEIGHT];
-    find_prev(ki, key, len, 0, prev);
+    struct kinode *n = find_prev(ki, key, len, 0, where->prev);
+    if (n && key_cmp(kinode_key(n), n->len, key, len) == 0)
+        return n;
+    return NULL;
+}
+
+int keyindex_insert_at(struct keyindex *ki, struct ki_where *where, const void *key, size_t len,
+                       struct object *obj)
+{
+    struct kinode **prev = where->prev;
     int h = random_height(ki);
     struct kinode *n = node_new(key, len, h);
     if (!n)
@@ -147,6 +154,13 @@ int keyindex_insert(struct keyindex *ki, const void *key, size_t len, struct obj
     }
     ki->count++;
     return 0;
+}
+
+int keyindex_insert(struct keyindex *ki, const void *key, size_t len, struct object *obj)
+{
+    struct ki_where where;
+    find_prev(ki, key, len, 0, where.prev);
+    return keyindex_insert_at(ki, &where, key, len, obj);
 }
 
 struct object *keyindex_remove(struct keyindex *ki, const void *key, size_t len)

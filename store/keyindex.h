@@ -15,6 +15,8 @@
 struct object;
 struct keyindex;
 
+#define KI_MAX_HEIGHT 20
+
 struct kinode {
     struct object *obj;
     uint16_t len;
@@ -41,6 +43,17 @@ static inline struct kinode *keyindex_next(const struct kinode *n)
     return n->next[0];
 }
 struct kinode *keyindex_first(const struct keyindex *ki);
+
+/* Where a key is or would go: a find that an insert of the same key can
+ * reuse, sparing a second descent, as long as the index does not change in
+ * between. */
+struct ki_where {
+    struct kinode *prev[KI_MAX_HEIGHT];
+};
+struct kinode *keyindex_locate(const struct keyindex *ki, const void *key, size_t len,
+                               struct ki_where *where);
+int keyindex_insert_at(struct keyindex *ki, struct ki_where *where, const void *key, size_t len,
+                       struct object *obj);
 
 /* Inserts a new key (which must not exist). Returns 0 or -ENOMEM. */
 int keyindex_insert(struct keyindex *ki, const void *key, size_t len, struct object *obj);

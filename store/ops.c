@@ -49,15 +49,8 @@ int change_end(mindb *db, int err, uint64_t end)
     return 0;
 }
 
-int log_change(mindb *db, struct rec *r)
+int log_append(mindb *db, const struct rec *r)
 {
-    if (db->broken)
-        return -EIO;
-    if (!r->time)
-        r->time = now_ns();
-    int err = apply_rec(db, r, 1);
-    if (err)
-        return err;
     size_t n = rec_size(r);
     if (n > db->enc_cap) {
         size_t cap = n < 65536 ? 65536 : n;
@@ -69,23 +62,36 @@ int log_change(mindb *db, struct rec *r)
     }
     rec_encode(r, db->enc);
     struct wal_ticket t;
-    err = wal_append(db->log, db->enc, n, &t);
+    int err = wal_append(db->log, db->enc, n, &t);
     if (err)
         return err;
+    db->logged = 1;
+    db->logged_end = t.end;
+    return 0;
+}
+
+int log_change(mindb *db, struct rec *r)
+{
+    if (db->broken)
+        return -EIO;
+    if (!r->time)
+        r->time = now_ns();
+    db->logged = 0;
     db->change_seq++;
-    err = apply_rec(db, r, 0);
-    if (err) {
+    int err = apply_rec(db, r, APPLY_LIVE);
+    if (err && db->logged) {
         /* Logged but not applied: memory and log disagree until a reopen
          * replays the log. */
         db->broken = err;
         db_log(db, "a change was logged but could not be applied (%s); reopen the store",
                mindb_strerror(err));
-        return err;
     }
-    atomic_store(&db->last_end, t.end);
+    if (err)
+        return err;
+    atomic_store(&db->last_end, db->logged_end);
     struct object *obj = r->id ? objtable_get(&db->objects, r->id) : NULL;
     if (obj)
-        obj->last_end = t.end;
+        obj->last_end = db->logged_end;
     return 0;
 }
 
