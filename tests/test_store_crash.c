@@ -22,7 +22,7 @@
  *                             MINDB_CRASH_ITERATIONS=10000 build/tests/test_store_crash
  *   MINDB_TEST_SEED         the seed
  */
-#include "storeutil.h"
+#include "storemodel.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -25,7 +25,8 @@
  * finds nothing, and the store shows a prefix of the history of changes
  * that holds every change a mindb_sync (or a checkpoint, or a close)
  * returning 0 covered: every value is an su_value naming its key and its
- * version, so one never written cannot pass.
+ * version, so one never written cannot pass. The history, the workload
+ * that makes it and these checks are in storehist.c.
  *
  * Every store here runs without the background thread and without timed
  * checkpoints, so that the Nth call of one run is the Nth call of the next.
@@ -42,7 +43,7 @@
  */
 #include "faultio.h"
 #include "mindb_io.h"
-#include "storeutil.h"
+#include "storehist.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,7 +57,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define NKEYS 48
 #define DEFAULT_MAX_N 400
 #define ITER_VERSION_BASE 1000000u /* versions of the changes of one iteration */
 
@@ -247,293 +247,6 @@ static void img_free(struct store_image *img)
     memset(img, 0, sizeof *img);
 }
 
-/* ---- the history of changes ---- */
-
-struct change {
-    unsigned key;
-    uint64_t ver; /* 0: a delete */
-    size_t len;
-};
-
-struct history {
-    struct change *c;
-    size_t n, cap;
-    size_t synced; /* changes [0, synced) were made durable */
-    /* The state after all n changes. */
-    uint64_t ver[NKEYS];
-    size_t len[NKEYS];
-};
-
-static void key_name(char *out, unsigned key)
-{
-    sprintf(out, "f/k%03u", key);
-}
-
-static void hist_init(struct history *h)
-{
-    memset(h, 0, sizeof *h);
-}
-
-static void hist_free(struct history *h)
-{
-    free(h->c);
-    memset(h, 0, sizeof *h);
-}
-
-static void hist_push(struct history *h, unsigned key, uint64_t ver, size_t len)
-{
-    if (h->n == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 256;
-        h->c = realloc(h->c, h->cap * sizeof *h->c);
-        CHECK(h->c != NULL);
-    }
-    h->c[h->n++] = (struct change){.key = key, .ver = ver, .len = len};
-    h->ver[key] = ver;
-    h->len[key] = ver ? len : 0;
-}
-
-/* `dst` becomes the first `n` changes of `src`. */
-static void hist_copy_prefix(struct history *dst, const struct history *src, size_t n)
-{
-    hist_free(dst);
-    for (size_t i = 0; i < n; i++)
-        hist_push(dst, src->c[i].key, src->c[i].ver, src->c[i].len);
-    dst->synced = src->synced < n ? src->synced : n;
-}
-
-/* ---- the workload ---- */
-
-struct workload {
-    uint64_t rng;
-    uint64_t next_ver;
-    uint8_t *buf;
-    size_t max_len;
-    unsigned delete_percent;
-};
-
-static void wl_init(struct workload *w, uint64_t seed, uint64_t first_ver, size_t max_len,
-                    unsigned delete_percent)
-{
-    w->rng = seed;
-    w->next_ver = first_ver;
-    w->max_len = max_len;
-    w->delete_percent = delete_percent;
-    w->buf = malloc(max_len);
-    CHECK(w->buf != NULL);
-}
-
-static void wl_free(struct workload *w)
-{
-    free(w->buf);
-}
-
-/* Mostly small values, some of several 64 KiB chunks. */
-static size_t wl_len(struct workload *w)
-{
-    uint64_t r = tu_rand_range(&w->rng, 0, 99);
-    size_t len;
-    if (r < 45)
-        len = (size_t)tu_rand_range(&w->rng, SU_VALUE_MIN, 4 * KiB);
-    else if (r < 85)
-        len = (size_t)tu_rand_range(&w->rng, 4 * KiB, 48 * KiB);
-    else
-        len = (size_t)tu_rand_range(&w->rng, 64 * KiB, w->max_len);
-    return len < w->max_len ? len : w->max_len;
-}
-
-/*
- * `count` changes: puts of new versions, and deletes of keys that exist.
- * The choices depend only on the workload's seed and the history, so with
- * db == NULL this records what the same call with a store did. With a
- * store, a change that fails is not recorded and its error is returned
- * (*done gets the number made).
- */
-static int wl_run(struct workload *w, mindb *db, struct history *h, int count, int *done)
-{
-    if (done)
-        *done = 0;
-    for (int i = 0; i < count; i++) {
-        unsigned key = (unsigned)tu_rand_range(&w->rng, 0, NKEYS - 1);
-        char name[32];
-        key_name(name, key);
-        int del = h->ver[key] && tu_rand_range(&w->rng, 0, 99) < w->delete_percent;
-        size_t len = del ? 0 : wl_len(w);
-        uint64_t ver = del ? 0 : w->next_ver++;
-        int rc = 0;
-        if (db) {
-            if (del) {
-                rc = mindb_delete(db, KEY(name));
-            } else {
-                su_value(w->buf, len, su_key_hash(KEY(name)), ver);
-                rc = mindb_put(db, KEY(name), w->buf, len);
-            }
-        }
-        if (rc)
-            return rc;
-        hist_push(h, key, ver, len);
-        if (done)
-            (*done)++;
-    }
-    return 0;
-}
-
-/* mindb_sync; on success every change so far is durable. */
-static int hist_sync(mindb *db, struct history *h)
-{
-    int rc = mindb_sync(db);
-    if (rc == 0)
-        h->synced = h->n;
-    return rc;
-}
-
-/* ---- checking a store against the history ---- */
-
-/* Whether the history gave `key` version `ver` of `len` bytes. */
-static int hist_wrote(const struct history *h, unsigned key, uint64_t ver, size_t len)
-{
-    for (size_t i = 0; i < h->n; i++)
-        if (h->c[i].key == key && h->c[i].ver == ver)
-            return h->c[i].len == len;
-    return 0;
-}
-
-/* Reads every key of the store into ver/len (0: missing), checking that
- * each value is one the history wrote to that key. */
-static void read_state(const char *what, mindb *db, const struct history *h, uint64_t ver[NKEYS],
-                       size_t len[NKEYS])
-{
-    memset(ver, 0, NKEYS * sizeof *ver);
-    memset(len, 0, NKEYS * sizeof *len);
-    size_t count;
-    struct su_key *keys = su_list_keys(db, &count);
-    for (size_t i = 0; i < count; i++) {
-        char name[32];
-        unsigned key = NKEYS;
-        if (keys[i].len < sizeof name) {
-            memcpy(name, keys[i].key, keys[i].len);
-            name[keys[i].len] = 0;
-            char extra;
-            if (sscanf(name, "f/k%u%c", &key, &extra) != 1)
-                key = NKEYS;
-        }
-        CHECKF(key < NKEYS, "%s: a key never written: %s", what,
-               su_keystr(keys[i].key, keys[i].len));
-        key_name(name, key);
-        void *v = NULL;
-        size_t n = 0;
-        int rc = mindb_get(db, KEY(name), &v, &n);
-        CHECKF(rc == 0, "%s: get %s returned %d (%s)", what, name, rc, su_strerror(rc));
-        uint64_t t1 = 0, t2 = 0;
-        int whole = su_value_parse(v, n, &t1, &t2);
-        free(v);
-        CHECKF(whole, "%s: %s holds %zu bytes that are not a whole value", what, name, n);
-        CHECKF(t1 == su_key_hash(KEY(name)), "%s: %s holds a value written to another key", what,
-               name);
-        CHECKF(hist_wrote(h, key, t2, n),
-               "%s: %s holds version %" PRIu64 " of %zu bytes, never "
-               "written to it",
-               what, name, t2, n);
-        ver[key] = t2;
-        len[key] = n;
-    }
-    su_free_keys(keys, count);
-}
-
-/* The number S of changes such that the state is the history's after its
- * first S, with S >= h->synced; fails otherwise. */
-static size_t match_prefix(const char *what, const struct history *h, const uint64_t ver[NKEYS])
-{
-    uint64_t m[NKEYS] = {0};
-    for (size_t i = 0; i < h->synced; i++)
-        m[h->c[i].key] = h->c[i].ver;
-    unsigned differ = 0;
-    for (unsigned k = 0; k < NKEYS; k++)
-        differ += m[k] != ver[k];
-    for (size_t s = h->synced;; s++) {
-        if (differ == 0)
-            return s;
-        if (s == h->n)
-            break;
-        unsigned k = h->c[s].key;
-        differ -= m[k] != ver[k];
-        m[k] = h->c[s].ver;
-        differ += m[k] != ver[k];
-    }
-    /* Say where it differs from the history after the synced changes. */
-    for (size_t i = 0; i < NKEYS; i++)
-        m[i] = 0;
-    for (size_t i = 0; i < h->synced; i++)
-        m[h->c[i].key] = h->c[i].ver;
-    for (unsigned k = 0; k < NKEYS; k++)
-        if (m[k] != ver[k]) {
-            char name[32];
-            key_name(name, k);
-            tu_failf(__FILE__, __LINE__, "a prefix of the history",
-                     "%s: the store is no state between the %zu synced changes and all %zu: "
-                     "%s holds version %" PRIu64 "; after the synced changes it held %" PRIu64
-                     ", after all of them %" PRIu64 " (0: missing)",
-                     what, h->synced, h->n, name, ver[k], m[k], h->ver[k]);
-        }
-    tu_failf(__FILE__, __LINE__, "a prefix of the history", "%s: no prefix matches", what);
-}
-
-/* The open handle shows every change of the history (all were applied in
- * memory, synced or not). */
-static void expect_handle(const char *what0, mindb *db, const struct history *h)
-{
-    char what[256];
-    snprintf(what, sizeof what, "%s, in the same handle", what0);
-    uint64_t ver[NKEYS];
-    size_t len[NKEYS];
-    read_state(what, db, h, ver, len);
-    for (unsigned k = 0; k < NKEYS; k++)
-        if (ver[k] != h->ver[k]) {
-            char name[32];
-            key_name(name, k);
-            tu_failf(__FILE__, __LINE__, "the handle shows every change",
-                     "%s: in the same handle %s holds version %" PRIu64 ", not %" PRIu64
-                     " (0: missing)",
-                     what, name, ver[k], h->ver[k]);
-        }
-}
-
-/* Opens `dir` without injection: it must open, pass mindb_check, and show
- * a prefix of the history holding every synced change. Returns the length
- * of that prefix. */
-static size_t verify_reopen(const char *what0, const char *dir, const struct history *h)
-{
-    char what[256];
-    snprintf(what, sizeof what, "%s, reopened", what0);
-    struct mindb_options o;
-    fault_options(&o);
-    o.create = 0;
-    mindb *db = NULL;
-    int rc = mindb_open(dir, &o, &db);
-    CHECKF(rc == 0, "%s: the store does not open again: %d (%s)", what, rc, su_strerror(rc));
-    rc = mindb_check(db, NULL, NULL, NULL);
-    CHECKF(rc == 0, "%s: mindb_check after reopening returned %d (%s)", what, rc,
-           rc < 0 ? su_strerror(rc) : "damaged keys");
-    uint64_t ver[NKEYS];
-    size_t len[NKEYS];
-    read_state(what, db, h, ver, len);
-    size_t s = match_prefix(what, h, ver);
-    rc = mindb_close(db);
-    CHECKF(rc == 0, "%s: closing the reopened store returned %d (%s)", what, rc, su_strerror(rc));
-    return s;
-}
-
-/* The handle just opened on a store made from `base`: its state must be a
- * prefix of `base` holding the synced changes; `h` becomes that prefix. */
-static void adopt_open_state(const char *what, mindb *db, const struct history *base,
-                             struct history *h)
-{
-    uint64_t ver[NKEYS];
-    size_t len[NKEYS];
-    read_state(what, db, base, ver, len);
-    size_t s = match_prefix(what, base, ver);
-    hist_copy_prefix(h, base, s);
-}
-
 /* ---- stores to start from ---- */
 
 /* The first changes of every prepared store: values up to 200 KiB,
@@ -682,7 +395,7 @@ static int loop_iteration(enum loop_kind kind, const struct variant *v, long n,
         fault_disarm(&f);
     } else {
         CHECK_OK(mindb_open_io(dir, &o, &f.io, &db));
-        adopt_open_state(what, db, base, &h);
+        hist_adopt_open_state(what, db, base, &h);
         iteration_changes(db, &h);
         fault_arm(&f, n, mode);
         if (kind == LOOP_CHECKPOINT)
@@ -713,7 +426,7 @@ static int loop_iteration(enum loop_kind kind, const struct variant *v, long n,
             hist_copy_prefix(&h, base, base->n);
         } else {
             /* An open that succeeds shows the store as it is on disk. */
-            adopt_open_state(what, db, base, &h);
+            hist_adopt_open_state(what, db, base, &h);
             iteration_changes(db, &h);
         }
     } else if (kind != LOOP_CLOSE && rc == 0) {
@@ -729,7 +442,7 @@ static int loop_iteration(enum loop_kind kind, const struct variant *v, long n,
         else
             res->close_errors++;
     } else if (db) {
-        expect_handle(what, db, &h);
+        hist_expect_handle(what, db, &h);
         /* The handle goes on or refuses: either is allowed, but a sync that
          * returns 0 makes everything durable. */
         struct workload w;
@@ -744,7 +457,7 @@ static int loop_iteration(enum loop_kind kind, const struct variant *v, long n,
             res->close_errors++;
         CHECKF(f.open_fds == 0, "%s: %d descriptors left open after mindb_close", what, f.open_fds);
     }
-    if (verify_reopen(what, dir, &h) < h.n)
+    if (hist_verify_reopen(what, dir, &o, &h) < h.n)
         res->short_reopens++;
     hist_free(&h);
     fault_destroy(&f);
@@ -883,7 +596,7 @@ static void crashed_image(struct store_image *img, struct history *base)
     struct history all;
     hist_init(&all);
     hist_copy_prefix(&all, base, base->n);
-    adopt_open_state("the prepared store", db, &all, base);
+    hist_adopt_open_state("the prepared store", db, &all, base);
     CHECK_OK(mindb_close(db));
     CHECK_OK(tu_rm_rf(probe));
     tu_note("prepared store: %zu files and directories, %" PRIu64 " KiB of nonzero data; "
@@ -990,7 +703,7 @@ static void test_enospc(void)
     rc = mindb_sync(db);
     CHECKF(rc == -ENOSPC, "mindb_sync with the disk full returned %d (%s)", rc, su_strerror(rc));
     CHECK(f.targeted > 0);
-    expect_handle("with the disk full", db, &h);
+    hist_expect_handle("with the disk full", db, &h);
 
     /* Space again. A failed pwrite is not sticky (docs/WAL.md, Errors: the
      * bytes stay in the ring and the next commit writes them): the same
@@ -1005,11 +718,13 @@ static void test_enospc(void)
     CHECK_OK(mindb_checkpoint(db));
     CHECK_OK(wl_run(&w, db, &h, 5, NULL));
     CHECK_OK(hist_sync(db, &h));
-    expect_handle("after the disk had space again", db, &h);
+    hist_expect_handle("after the disk had space again", db, &h);
     CHECK_OK(mindb_close(db));
     CHECK_EQ(f.open_fds, 0);
     CHECK_EQ(f.targeted, targeted);
-    size_t s = verify_reopen("enospc", dir, &h);
+    struct mindb_options o;
+    fault_options(&o);
+    size_t s = hist_verify_reopen("enospc", dir, &o, &h);
     CHECK_EQ_U(s, h.n);
     tu_note("%zu changes, all there after reopening; %ld pwrites refused", h.n, f.targeted);
     free(big);
@@ -1060,13 +775,15 @@ static void test_fdatasync_eio(void)
     CHECKF(rc == -EIO || rc == -ENOENT, "mindb_sync_key returned %d (%s)", rc, su_strerror(rc));
     rc = mindb_checkpoint(db);
     CHECKF(rc < 0, "mindb_checkpoint after the failed sync returned %d: it commits the log", rc);
-    expect_handle("after the failed fdatasync", db, &h);
+    hist_expect_handle("after the failed fdatasync", db, &h);
     CHECK_EQ_U(h.synced, synced);
     rc = mindb_close(db);
     CHECKF(rc < 0, "mindb_close after a failed fdatasync returned %d", rc);
     tu_note("mindb_close returned %d (%s)", rc, su_strerror(rc));
     CHECK_EQ(f.open_fds, 0);
-    size_t s = verify_reopen("fdatasync_eio", dir, &h);
+    struct mindb_options o;
+    fault_options(&o);
+    size_t s = hist_verify_reopen("fdatasync_eio", dir, &o, &h);
     tu_note("reopened: %zu of %zu changes (%zu synced)", s, h.n, synced);
     wl_free(&small);
     wl_free(&w);

@@ -10,7 +10,7 @@
  * A failure names the seed and the step: rerun with MINDB_TEST_SEED=seed
  * (and MINDB_MODEL_STEPS=n to stop early).
  */
-#include "storeutil.h"
+#include "storemodel.h"
 
 #include <errno.h>
 #include <stdarg.h>
