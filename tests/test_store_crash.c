@@ -18,8 +18,10 @@
  *
  * Environment:
  *   MINDB_CRASH_ITERATIONS  kills of the first sub-test (default 200). The
- *                           long form:
- *                             MINDB_CRASH_ITERATIONS=10000 build/tests/test_store_crash
+ *                           long form (about 20 minutes; the sub-test
+ *                           timeout must be raised from its 600 s):
+ *                             MINDB_CRASH_ITERATIONS=10000 MINDB_TEST_TIMEOUT=7200 \
+ *                                 build/tests/test_store_crash
  *   MINDB_TEST_SEED         the seed
  */
 #include "storemodel.h"
