@@ -89,8 +89,8 @@ static void wal_log_adapter(void *ctx, const char *message)
     db_log(ctx, "%s", message);
 }
 
-/* 1: a store; 0: an empty directory; MINDB_ENOTSTORE, MINDB_EVERSION or
- * -errno otherwise. */
+/* 1: a store; 0: an empty directory (but for a LOCK file); MINDB_ENOTSTORE,
+ * MINDB_EVERSION or -errno otherwise. */
 static int probe_store(int dirfd)
 {
     int fd = openat(dirfd, FORMAT_NAME, O_RDONLY | O_CLOEXEC);
@@ -116,7 +116,9 @@ static int probe_store(int dirfd)
     struct dirent *e;
     int empty = 1;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        /* A LOCK file alone is left by an open that failed or is running
+         * now: the directory is still empty of a store. */
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "LOCK"))
             empty = 0;
     closedir(d);
     return empty ? 0 : MINDB_ENOTSTORE;
@@ -153,6 +155,11 @@ static int open_dir(mindb *db, int *fresh)
     if (db->dirfd < 0)
         return -errno;
     int kind = probe_store(db->dirfd);
+    /* Not a store yet, but another process holds its lock: a store being
+     * made. Refusing with -EBUSY (rather than "not a store") lets the caller
+     * wait for it; no LOCK file is made in a directory that is no store. */
+    if (kind == MINDB_ENOTSTORE && lock_held_elsewhere(db))
+        return -EBUSY;
     if (kind < 0)
         return kind;
     if (kind == 0 && (!db->opt.create || db->opt.read_only))
@@ -311,6 +318,10 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
     int fresh = 0;
     if ((err = open_dir(db, &fresh)) || (err = store_lock(db)))
         goto fail;
+    /* Another process may have made the store between the look and the
+     * lock. */
+    if (fresh && probe_store(db->dirfd) == 1)
+        fresh = 0;
 
     char wal_dir[4096];
     if (snprintf(wal_dir, sizeof(wal_dir), "%s/wal", dir) >= (int)sizeof(wal_dir)) {

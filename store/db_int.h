@@ -91,6 +91,8 @@ __attribute__((format(printf, 2, 3))) void db_log(mindb *db, const char *fmt, ..
 /* Takes the store's lock (lock.c); -EBUSY, with the holder logged, when
  * another process has it. */
 int store_lock(mindb *db);
+/* Whether another process holds the lock of db->dir (made no LOCK file). */
+int lock_held_elsewhere(mindb *db);
 
 /* ---- apply.c: the changes, shared by the live path and replay ---- */
 

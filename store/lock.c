@@ -53,6 +53,21 @@ int store_lock(mindb *db)
     return 0;
 }
 
+int lock_held_elsewhere(mindb *db)
+{
+    int fd = openat(db->dirfd, LOCK_NAME, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    pid_t pid = held ? read_pid(fd) : 0;
+    if (pid)
+        db_log(db, "%s is being made or used by process %d", db->dir, (int)pid);
+    else if (held)
+        db_log(db, "%s is being made or used by another process", db->dir);
+    close(fd);
+    return held;
+}
+
 pid_t mindb_lock_holder(const char *dir)
 {
     char path[4096];

@@ -376,10 +376,69 @@ static void test_stats(void)
     CHECK_OK(mindb_close(db));
 }
 
+/* Opening with `create` where an open failed before (it left only the LOCK
+ * file), and several processes creating the same store at once: each gets
+ * the store or -EBUSY, and there is one store with every key written. */
+static void test_create_races(void)
+{
+    struct mindb_options o;
+    su_options(&o, 1);
+    o.create = 1;
+    o.background = 0;
+    char dir[TU_PATH_MAX], lock[TU_PATH_MAX];
+    tu_path(dir, "leftover");
+    CHECK(mkdir(dir, 0755) == 0);
+    tu_path(lock, "leftover/LOCK");
+    int fd = open(lock, O_CREAT | O_WRONLY, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    mindb *db;
+    CHECK_OK(mindb_open(dir, &o, &db));
+    CHECK_OK(mindb_close(db));
+
+    tu_path(dir, "raced");
+    CHECK(mkdir(dir, 0755) == 0);
+    enum { CHILDREN = 4, TRIES = 200 };
+    pid_t pids[CHILDREN];
+    for (int c = 0; c < CHILDREN; c++) {
+        pids[c] = fork();
+        CHECK(pids[c] >= 0);
+        if (pids[c] == 0) {
+            /* Retry while another holds it: every child gets its turn. */
+            int rc = -EBUSY;
+            for (int t = 0; t < TRIES && rc == -EBUSY; t++) {
+                rc = mindb_open(dir, &o, &db);
+                if (rc == -EBUSY)
+                    usleep(2000);
+            }
+            if (rc == 0) {
+                char key[8];
+                snprintf(key, sizeof key, "c%d", c);
+                rc = mindb_put(db, key, strlen(key), "x", 1);
+                rc = rc ? rc : mindb_close(db);
+            }
+            _exit(rc == 0 ? 0 : 1);
+        }
+    }
+    for (int c = 0; c < CHILDREN; c++) {
+        int status;
+        CHECK(waitpid(pids[c], &status, 0) == pids[c]);
+        CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "creator %d failed (status %d)", c,
+               status);
+    }
+    o.create = 0;
+    CHECK_OK(mindb_open(dir, &o, &db));
+    struct mindb_stats st;
+    CHECK_OK(mindb_stats(db, &st));
+    CHECK_EQ_U(st.keys, CHILDREN);
+    CHECK_OK(mindb_close(db));
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
     tu_run("open_errors", test_open_errors);
+    tu_run("create_races", test_create_races);
     tu_run("lock", test_lock);
     tu_run("keys", test_keys);
     tu_run("read_only", test_read_only);
