@@ -60,10 +60,13 @@ static int loop_fault(struct fault *f, int op, int error)
     int fail = f->fail_at > 0 && (n == f->fail_at || (f->mode != FAIL_ONCE && n > f->fail_at));
     if (f->fail_at > 0 && n == f->fail_at)
         f->failed_op = op;
+    int rc = fail ? error : f->error[op];
     if (fail)
         f->injected++;
+    else if (rc)
+        f->targeted++;
     pthread_mutex_unlock(&f->mu);
-    return fail ? error : 0;
+    return rc;
 }
 
 static int is_new_fd(struct fault *f, int fd)
@@ -138,6 +141,11 @@ static int f_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mo
     struct fault *f = F(ctx);
     if (f->trace)
         fprintf(stderr, "faultio: openat %s flags %#x\n", name, (unsigned)flags);
+    if (flags & (O_CREAT | O_RDWR | O_WRONLY)) {
+        pthread_mutex_lock(&f->mu);
+        f->opens_for_writing++;
+        pthread_mutex_unlock(&f->mu);
+    }
     int rc = loop_fault(f, OP_OPENAT, -EIO);
     if (rc)
         return rc;

@@ -66,6 +66,7 @@ struct fault {
     long injected;
     int failed_op; /* the operation of call `fail_at` once it came, else -1 */
     /* Targeted faults (0: off). */
+    int error[OP_COUNT];       /* every call of the operation returns it */
     int refuse_direct_open;    /* openat with O_DIRECT returns -EINVAL */
     int refuse_direct_pwrite;  /* this many pwrites on O_DIRECT fds return -EINVAL */
     int pwrite_error;          /* every pwrite returns it */
@@ -83,6 +84,7 @@ struct fault {
     int trace; /* print every call to stderr (for debugging a failing N) */
     /* What happened. */
     long direct_opens, direct_pwrites_refused, targeted;
+    long opens_for_writing; /* openat with O_CREAT, O_RDWR or O_WRONLY */
     int open_fds;
     int new_fds[FAULT_MAX_FDS];
     int new_count;

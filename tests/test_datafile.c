@@ -8,6 +8,7 @@
  * and injected I/O failures.
  */
 #include "datafile.h"
+#include "faultio.h"
 #include "mindb.h"
 #include "testutil.h"
 
@@ -734,102 +735,17 @@ static void test_threads(void)
 
 /* ---- injected failures ---- */
 
-enum { OP_OPENAT, OP_CLOSE, OP_PREAD, OP_PWRITE, OP_FDATASYNC, OP_FSYNC, OP_UNLINKAT, OP_N };
-
-struct faults {
-    struct wal_io io;
-    pthread_mutex_t mu;
-    int error[OP_N];     /* a targeted fault: every call of the operation fails */
-    long calls, fail_at; /* the failure loop: call fail_at fails (0: none) */
-    long injected;
-    long changes; /* calls that change something on disk */
-};
-
-static int fault(void *ctx, int op, int changes)
+/* Calls that change something on disk. */
+static long disk_changes(const struct fault *f)
 {
-    struct faults *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    f->changes += changes;
-    int rc = f->error[op];
-    if (++f->calls == f->fail_at)
-        rc = op == OP_PWRITE ? -ENOSPC : -EIO;
-    if (rc)
-        f->injected++;
-    pthread_mutex_unlock(&f->mu);
-    return rc;
-}
-
-static int f_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
-{
-    int rc = fault(ctx, OP_OPENAT, (flags & (O_CREAT | O_RDWR | O_WRONLY)) != 0);
-    return rc ? rc : wal_posix_io.openat(NULL, dirfd, name, flags, mode);
-}
-
-static int f_close(void *ctx, int fd)
-{
-    /* The descriptor goes whatever close() says, as on Linux. */
-    int rc = fault(ctx, OP_CLOSE, 0), rc2 = wal_posix_io.close(NULL, fd);
-    return rc ? rc : rc2;
-}
-
-static ssize_t f_pread(void *ctx, int fd, void *buf, size_t len, off_t off)
-{
-    int rc = fault(ctx, OP_PREAD, 0);
-    return rc ? rc : wal_posix_io.pread(NULL, fd, buf, len, off);
-}
-
-static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
-{
-    int rc = fault(ctx, OP_PWRITE, 1);
-    return rc ? rc : wal_posix_io.pwrite(NULL, fd, buf, len, off);
-}
-
-static int f_fdatasync(void *ctx, int fd)
-{
-    int rc = fault(ctx, OP_FDATASYNC, 1);
-    return rc ? rc : wal_posix_io.fdatasync(NULL, fd);
-}
-
-static int f_fsync(void *ctx, int fd)
-{
-    int rc = fault(ctx, OP_FSYNC, 1);
-    return rc ? rc : wal_posix_io.fsync(NULL, fd);
-}
-
-static int f_renameat(void *ctx, int dirfd, const char *from, const char *to)
-{
-    (void)ctx;
-    (void)dirfd;
-    (void)from;
-    (void)to;
-    return -ENOSYS; /* the data layer never renames */
-}
-
-static int f_unlinkat(void *ctx, int dirfd, const char *name)
-{
-    int rc = fault(ctx, OP_UNLINKAT, 1);
-    return rc ? rc : wal_posix_io.unlinkat(NULL, dirfd, name);
-}
-
-static int f_clear_direct(void *ctx, int fd)
-{
-    (void)ctx;
-    (void)fd;
-    return -ENOSYS;
-}
-
-static void faults_init(struct faults *f)
-{
-    memset(f, 0, sizeof *f);
-    pthread_mutex_init(&f->mu, NULL);
-    f->io = (struct wal_io){f_openat, f_close,    f_pread,    f_pwrite,       f_fdatasync,
-                            f_fsync,  f_renameat, f_unlinkat, f_clear_direct, f};
+    return f->opens_for_writing + f->by_op[OP_PWRITE] + f->by_op[OP_FDATASYNC] +
+           f->by_op[OP_FSYNC] + f->by_op[OP_RENAMEAT] + f->by_op[OP_UNLINKAT];
 }
 
 static void test_enospc(void)
 {
-    struct faults f;
-    faults_init(&f);
+    struct fault f;
+    fault_init(&f);
     struct datafile_options o;
     defaults(&o);
     o.io = &f.io;
@@ -864,8 +780,8 @@ static void test_enospc(void)
 
 static void test_sync_failure(void)
 {
-    struct faults f;
-    faults_init(&f);
+    struct fault f;
+    fault_init(&f);
     struct datafile_options o;
     defaults(&o);
     o.io = &f.io;
@@ -922,9 +838,9 @@ static void test_failure_loop(void)
     long n;
     for (n = 1; n < 10000; n++) {
         CHECK_OK(tu_rm_rf(dir));
-        struct faults f;
-        faults_init(&f);
-        f.fail_at = n;
+        struct fault f;
+        fault_init(&f);
+        fault_arm(&f, n, FAIL_ONCE);
         o.io = &f.io;
         struct chunk_ref refs[12];
         int ok[12] = {0};
@@ -955,7 +871,7 @@ static void test_failure_loop(void)
             expect(df, 4, index, &refs[i], index % 2 ? TEXT : NOISE);
         }
         datafile_close(df);
-        pthread_mutex_destroy(&f.mu);
+        fault_destroy(&f);
         if (clean)
             break;
     }
@@ -965,8 +881,8 @@ static void test_failure_loop(void)
 
 static void test_read_only(void)
 {
-    struct faults f;
-    faults_init(&f);
+    struct fault f;
+    fault_init(&f);
     struct datafile_options o;
     defaults(&o);
     o.io = &f.io;
@@ -985,7 +901,7 @@ static void test_read_only(void)
     datafile_close(df);
 
     o.read_only = 1;
-    f.changes = 0;
+    long changes = disk_changes(&f);
     CHECK_OK(try_open(&o, 1, &df));
     expect(df, 1, 0, &a, TEXT);
     CHECK_EQ(datafile_active_segment(df), 0);
@@ -996,7 +912,7 @@ static void test_read_only(void)
     CHECK_EQ(datafile_remove(df, 1), -EROFS);
     CHECK_OK(datafile_sync(df));
     datafile_close(df);
-    CHECK_EQ(f.changes, 0);
+    CHECK_EQ(disk_changes(&f), changes);
     CHECK_EQ(tu_count_files(dir, "", ""), 1 + 2); /* the segment, "." and ".." */
 }
 
