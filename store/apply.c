@@ -51,14 +51,14 @@ static int is_dir(const struct object *obj)
     return obj && S_ISDIR(obj->mode);
 }
 
-/* The directory that holds `key` (the key up to its last '/'), if it is
- * one. */
-static struct object *parent_dir(mindb *db, const uint8_t *key, size_t len)
+struct object *parent_dir(mindb *db, const uint8_t *key, size_t len)
 {
+    if (len == 0)
+        return NULL; /* the root has no parent */
     const uint8_t *slash = memrchr(key, '/', len);
-    if (!slash || slash == key)
-        return NULL;
-    struct object *p = lookup(db, key, (size_t)(slash - key));
+    if (slash == key)
+        return NULL; /* "/x": no component before the slash */
+    struct object *p = lookup(db, key, slash ? (size_t)(slash - key) : 0);
     return is_dir(p) ? p : NULL;
 }
 
@@ -83,20 +83,26 @@ static int has_children(mindb *db, const uint8_t *key, size_t len)
     return n && n->len > len && memcmp(kinode_key(n), buf, len + 1) == 0;
 }
 
-/* Counts the directories directly under "key/". A directory may be made
- * after keys below it exist (keys need no parent), or land by a rename where
- * keys already are, so its count is taken from the index, not assumed 0. */
+/* Counts the directories directly under "key/" (for the root, the empty
+ * key: the keys without a '/'). A directory may be made after keys below it
+ * exist (keys need no parent), or land by a rename where keys already are,
+ * and an older store gets its root over all its keys, so the count is taken
+ * from the index, not assumed 0. */
 static void recount_subdirs(mindb *db, struct object *dir, const uint8_t *key, size_t len)
 {
     uint8_t pos[MINDB_MAX_KEY + 2];
-    memcpy(pos, key, len);
-    pos[len] = '/';
-    size_t pos_len = len + 1;
+    size_t plen = 0; /* the children's prefix: "key/", or nothing for the root */
+    if (len) {
+        memcpy(pos, key, len);
+        pos[len] = '/';
+        plen = len + 1;
+    }
     uint32_t count = 0;
-    struct kinode *n = keyindex_seek(db->index, pos, pos_len, 0);
-    while (n && n->len > len && memcmp(kinode_key(n), pos, len + 1) == 0) {
+    /* For the root, from past the empty key itself. */
+    struct kinode *n = keyindex_seek(db->index, pos, plen, plen == 0);
+    while (n && n->len > plen && memcmp(kinode_key(n), pos, plen) == 0) {
         const uint8_t *k = kinode_key(n);
-        const uint8_t *slash = memchr(k + len + 1, '/', n->len - len - 1);
+        const uint8_t *slash = memchr(k + plen, '/', n->len - plen);
         if (!slash) {
             count += is_dir(n->obj);
             n = keyindex_next(n);
@@ -160,6 +166,8 @@ static struct object *new_object(mindb *db, const struct rec *r, uint32_t mode)
 
 static int apply_put(mindb *db, const struct rec *r, enum apply_mode mode)
 {
+    if (r->key_len == 0)
+        return -EISDIR; /* the root */
     struct ki_where where;
     struct kinode *n = keyindex_locate(db->index, r->key, r->key_len, &where);
     if (n && is_dir(n->obj))
@@ -209,6 +217,8 @@ static int apply_create(mindb *db, const struct rec *r, enum apply_mode mode)
     struct ki_where where;
     if (keyindex_locate(db->index, r->key, r->key_len, &where))
         return -EEXIST;
+    if (r->key_len == 0 && type != S_IFDIR)
+        return -EINVAL; /* the root, made at open, is a directory */
     GATE(db, r, mode);
     struct object *obj = new_object(db, r, r->mode);
     if (!obj)
@@ -225,6 +235,8 @@ static int apply_create(mindb *db, const struct rec *r, enum apply_mode mode)
 
 static int apply_delete(mindb *db, const struct rec *r, enum apply_mode mode)
 {
+    if (r->key_len == 0)
+        return -EBUSY; /* the root, as rmdir("/") */
     struct object *obj = lookup(db, r->key, r->key_len);
     if (!obj)
         return -ENOENT;
@@ -242,8 +254,30 @@ static int apply_link(mindb *db, const struct rec *r, enum apply_mode mode)
         return -ENOENT;
     if (is_dir(obj))
         return -EPERM;
-    if (lookup(db, r->key2, r->key2_len))
+    if (r->key2_len == 0 || lookup(db, r->key2, r->key2_len))
+        return -EEXIST; /* the empty key is the root, which always exists */
+    if (obj->nlink >= UINT32_MAX - 1)
+        return -EMLINK;
+    GATE(db, r, mode);
+    obj->ctime = r->time;
+    return bind_key(db, r->key2, r->key2_len, obj, r->time);
+}
+
+/* A new name for an object found by id (through a handle). The errors come
+ * in the order linkat(2) gives them: the new name first, then the object: a
+ * directory, or one without a name left (ext4 refuses to bring an unlinked
+ * file back). */
+static int apply_link_id(mindb *db, const struct rec *r, enum apply_mode mode)
+{
+    struct object *obj = objtable_get(&db->objects, r->id);
+    if (!obj)
+        return -ENOENT;
+    if (r->key2_len == 0 || lookup(db, r->key2, r->key2_len))
         return -EEXIST;
+    if (is_dir(obj))
+        return -EPERM;
+    if (obj->nlink == 0)
+        return -ENOENT;
     if (obj->nlink >= UINT32_MAX - 1)
         return -EMLINK;
     GATE(db, r, mode);
@@ -363,6 +397,8 @@ static int rename_check(mindb *db, const struct rec *r, struct object *src, stru
 
 static int apply_rename(mindb *db, const struct rec *r, enum apply_mode mode)
 {
+    if (r->key_len == 0 || r->key2_len == 0)
+        return -EBUSY; /* the root moves nowhere, and nothing replaces it */
     struct kinode *sn = keyindex_find(db->index, r->key, r->key_len);
     struct kinode *dn = keyindex_find(db->index, r->key2, r->key2_len);
     struct object *src = sn ? sn->obj : NULL, *dst = dn ? dn->obj : NULL;
@@ -503,6 +539,8 @@ int apply_rec(mindb *db, const struct rec *r, enum apply_mode mode)
         return apply_rename(db, r, mode);
     case REC_LINK:
         return apply_link(db, r, mode);
+    case REC_LINK_ID:
+        return apply_link_id(db, r, mode);
     default:
         return apply_object(db, r, mode);
     }

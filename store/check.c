@@ -36,18 +36,18 @@ int mindb_check(mindb *db, void (*damaged)(void *ctx, const void *key, size_t ke
 
     uint8_t key[MINDB_MAX_KEY];
     size_t key_len = 0;
-    int have_key = 0, bad = 0, err = 0;
+    int bad = 0, err = 0;
     struct check_item *items = NULL;
     size_t cap = 0;
     for (;;) {
         pthread_rwlock_rdlock(&db->state);
-        struct kinode *n = keyindex_seek(db->index, key, key_len, have_key);
+        /* From past the empty key: the root holds no chunks. */
+        struct kinode *n = keyindex_seek(db->index, key, key_len, 1);
         size_t count = 0;
         uint64_t id = 0;
         if (n) {
             memcpy(key, kinode_key(n), n->len);
             key_len = n->len;
-            have_key = 1;
             struct object *obj = n->obj;
             id = obj->id;
             if (obj->n_slots > cap) {

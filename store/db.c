@@ -248,6 +248,29 @@ static int drop_orphans(mindb *db)
     return o.err;
 }
 
+/* Every store has a root directory, the empty key: a new store logs it
+ * before it becomes a store, and one made by a build without it gets it at
+ * its first writable open. A read-only open of such a store makes it in
+ * memory only, since it may change nothing on disk. */
+static int root_ensure(mindb *db)
+{
+    if (lookup(db, "", 0))
+        return 0;
+    struct rec r = {.type = REC_CREATE,
+                    .id = db->next_id,
+                    .time = now_ns(),
+                    .key = (const uint8_t *)"",
+                    .key_len = 0,
+                    .mode = S_IFDIR | 0755,
+                    .uid = geteuid(),
+                    .gid = getegid()};
+    if (db->opt.read_only)
+        return apply_rec(db, &r, APPLY_REPLAY);
+    int err = log_change(db, &r);
+    /* Durable now: the root of a new store is part of what makes it one. */
+    return err ? err : wal_commit_to(db->log, db->logged_end);
+}
+
 static void destroy(mindb *db)
 {
     if (db->log)
@@ -353,7 +376,8 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
         if ((err = keyindex_new(&db->index)) || (err = objtable_init(&db->objects)))
             goto fail;
         db->next_id = 1;
-        if ((err = manifest_create(db, wal_append_pos(db->log))) || (err = write_format(db)))
+        if ((err = manifest_create(db, wal_append_pos(db->log))) || (err = root_ensure(db)) ||
+            (err = write_format(db)))
             goto fail;
     } else {
         if ((err = manifest_load(db)))
@@ -370,7 +394,7 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
                    (unsigned long long)stop.pos, wal_stop_reason_name(stop.reason));
         if ((err = replay(db)))
             goto fail;
-        if ((err = drop_orphans(db)))
+        if ((err = drop_orphans(db)) || (err = root_ensure(db)))
             goto fail;
     }
     atomic_store(&db->last_end, wal_append_pos(db->log));
@@ -416,7 +440,7 @@ int mindb_sync(mindb *db)
 
 int mindb_sync_key(mindb *db, const void *key, size_t key_len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     pthread_rwlock_rdlock(&db->state);
@@ -455,8 +479,10 @@ int mindb_stats(mindb *db, struct mindb_stats *s)
     memset(s, 0, sizeof(*s));
     struct stats_walk w = {.s = s};
     pthread_rwlock_rdlock(&db->state);
-    s->keys = keyindex_count(db->index);
-    s->objects = db->objects.count;
+    /* The root is no key of the user's, nor an object of theirs. */
+    uint64_t root = lookup(db, "", 0) ? 1 : 0;
+    s->keys = keyindex_count(db->index) - root;
+    s->objects = db->objects.count - root;
     s->dirty_bytes = db->dirty_bytes;
     objtable_each(&db->objects, stats_object, &w);
     uint64_t cp = db->checkpoint_pos;

@@ -114,6 +114,11 @@ void object_unref(mindb *db, struct object *obj);
 /* The object named by `key`, or NULL. */
 struct object *lookup(mindb *db, const void *key, size_t len);
 
+/* The directory that holds `key`: the key up to its last '/', or the root
+ * (the empty key) for a key without one; NULL when that is no directory,
+ * for the root itself, and for a key whose only '/' is its first byte. */
+struct object *parent_dir(mindb *db, const uint8_t *key, size_t len);
+
 /* ---- chunk.c: values in chunks ---- */
 
 /* Makes chunk `index` of `obj` writable in memory, with room for `need`
@@ -147,7 +152,9 @@ int log_append(mindb *db, const struct rec *r);
 int change_begin(mindb *db);
 /* After unlocking: commits when sync_writes asks, wakes the checkpointer. */
 int change_end(mindb *db, int err, uint64_t end);
-int check_key(const void *key, size_t len);
+/* Checks a key's length: 0 (the root) to MINDB_MAX_KEY. The root may come
+ * as NULL, which becomes "", so that a key is never NULL past the check. */
+int check_key(const void **key, size_t len);
 /* Logs a change to one object, found by key or (key NULL) by id; fills in
  * the record's id and time, and prepares the chunks a write or truncate
  * touches. */
@@ -155,6 +162,12 @@ int change_object(mindb *db, const void *key, size_t key_len, uint64_t id, struc
 void stat_fill(const struct object *obj, struct mindb_stat *st);
 
 /* ---- file.c ---- */
+
+struct mindb_file {
+    mindb *db;
+    struct object *obj;
+    struct mindb_file *prev, *next; /* the store's open handles */
+};
 
 void files_close_all(mindb *db);
 

@@ -52,6 +52,9 @@ static void describe(const struct rec *r, char *out, size_t cap)
     case REC_LINK:
         snprintf(out, cap, "%s key=%s to=%s flags=%u", t, k1, k2, r->flags);
         break;
+    case REC_LINK_ID:
+        snprintf(out, cap, "%s id=%llu to=%s", t, id, k2);
+        break;
     case REC_WRITE:
         snprintf(out, cap, "%s id=%llu off=%" PRIu64 " bytes=%" PRIu64, t, id, r->off, r->data_len);
         break;

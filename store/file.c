@@ -2,6 +2,7 @@
  * file.c - handles on objects: what the filesystem's open files are. A
  * handle counts in the object's open_count, which keeps the object (and its
  * chunks) alive after its last key is gone, until the handle is closed.
+ * Extended attributes through a handle are in xattr.c.
  */
 #include "db_int.h"
 
@@ -10,12 +11,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-struct mindb_file {
-    mindb *db;
-    struct object *obj;
-    struct mindb_file *prev, *next; /* the store's open handles */
-};
 
 /* Pieces a large pwrite is logged in: each is one record, and writers wait
  * for memory between them. */
@@ -64,7 +59,7 @@ void files_close_all(mindb *db)
 int mindb_file_open(mindb *db, const void *key, size_t key_len, unsigned flags, uint32_t mode,
                     mindb_file **out)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     int changes = (flags & (MINDB_OPEN_CREATE | MINDB_OPEN_TRUNC)) != 0;
@@ -78,6 +73,8 @@ int mindb_file_open(mindb *db, const void *key, size_t key_len, unsigned flags, 
         err = -ENOENT;
     else if (obj && (flags & MINDB_OPEN_TRUNC) && S_ISDIR(obj->mode))
         err = -EISDIR;
+    else if (key_len == 0 && (flags & MINDB_OPEN_CREATE))
+        err = -EISDIR; /* the root, as open("/", O_CREAT) */
     if (!err && !obj) {
         struct rec r = {.type = REC_CREATE,
                         .id = db->next_id,
@@ -220,4 +217,20 @@ int mindb_fsync(mindb_file *f)
         return 0;
     atomic_fetch_add(&db->commits, 1);
     return wal_commit_to(db->log, end);
+}
+
+int mindb_file_link(mindb_file *f, const void *new_key, size_t new_len)
+{
+    int err = check_key(&new_key, new_len);
+    if (err)
+        return err;
+    mindb *db = f->db;
+    if ((err = change_begin(db)))
+        return err;
+    pthread_rwlock_wrlock(&db->state);
+    struct rec r = {.type = REC_LINK_ID, .id = f->obj->id, .key2 = new_key, .key2_len = new_len};
+    err = log_change(db, &r);
+    uint64_t end = atomic_load(&db->last_end);
+    pthread_rwlock_unlock(&db->state);
+    return change_end(db, err, end);
 }

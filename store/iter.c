@@ -8,6 +8,10 @@
  * past each deeper subtree ("a/b/sub/..." is skipped by seeking to
  * "a/b/sub0", '0' being the byte after '/'), so a listing costs O(children
  * * log n) however many keys lie deeper down.
+ *
+ * The empty key (the root directory) sorts before every other and is never
+ * returned: iterating from "" starts at the first real key, and the
+ * children of "" are the top-level keys.
  */
 #include "db_int.h"
 
@@ -133,6 +137,8 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
         n = keyindex_next(it->node);
     else
         n = keyindex_seek(db->index, it->pos, it->pos_len, it->pos_after);
+    if (n && n->len == 0)
+        n = keyindex_next(n); /* the root is no entry of any listing */
     it->node = NULL;
     for (;; n = keyindex_seek(db->index, it->pos, it->pos_len, it->pos_after)) {
         if (!n)
@@ -158,8 +164,8 @@ int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mi
         it->pos[clen] = '0';
         it->pos_len = clen + 1;
         it->pos_after = 0;
-        if (keyindex_find(db->index, k, clen))
-            continue;
+        if (clen && keyindex_find(db->index, k, clen))
+            continue; /* (the empty component of "/x" is no key: not the root) */
         memcpy(it->out, k, clen + 1);
         *key_len = clen + 1;
         if (st)

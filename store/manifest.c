@@ -20,7 +20,9 @@
  *     xattrs: u16 name length, name, u32 value length, value,
  *     chunks: u64 index, then a chunk ref (u64 offset, u32 segment, u32
  *     stored length, u32 raw length, u8 codec)
- *   keys, in order, each: u16 length, key bytes, u64 object id
+ *   keys, in order, each: u16 length, key bytes, u64 object id (the first
+ *   is the root directory, of length 0; older stores lack it, and get it
+ *   at their next open)
  *   trailer: u64 XXH3-64 of every byte of the file before it.
  *
  * The switch is atomic: written to manifest.tmp, fsynced, renamed, and the
@@ -554,7 +556,8 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
         const uint8_t *key = rd_take(&r, kl);
         RD(&r, id);
         struct object *obj = r.bad ? NULL : objtable_get(&db->objects, id);
-        if (!obj || kl == 0 || kl > MINDB_MAX_KEY ||
+        /* The empty key, the root, is a directory (and comes first). */
+        if (!obj || (kl == 0 && !S_ISDIR(obj->mode)) || kl > MINDB_MAX_KEY ||
             (i > 0 && key_cmp(prev, prev_len, key, kl) >= 0)) {
             err = MINDB_ECORRUPT;
             break;
@@ -569,18 +572,15 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
     return err;
 }
 
-/* Counts each directory's subdirectories, which the manifest leaves out. */
+/* Counts each directory's subdirectories (the root's: the top-level
+ * ones), which the manifest leaves out. */
 static void count_subdirs(mindb *db)
 {
     for (struct kinode *n = keyindex_first(db->index); n; n = keyindex_next(n)) {
         if (!S_ISDIR(n->obj->mode))
             continue;
-        const uint8_t *k = kinode_key(n);
-        const uint8_t *slash = memrchr(k, '/', n->len);
-        if (!slash || slash == k)
-            continue;
-        struct object *p = lookup(db, k, (size_t)(slash - k));
-        if (p && S_ISDIR(p->mode))
+        struct object *p = parent_dir(db, kinode_key(n), n->len);
+        if (p)
             p->subdirs++;
     }
 }

@@ -14,6 +14,19 @@
  * above them are allowed (the store is a key-value store first); the
  * filesystem layer keeps its tree whole.
  *
+ * The root: the empty key (length 0; the pointer may then be NULL) names
+ * the store's root directory, which every store has (made with the store,
+ * mode 0755, owned by the creating process's euid/egid; a store made by an
+ * older build gets it at its first writable open). It is the parent of
+ * every key without a '/': creating, removing or renaming such a key
+ * changes the root's mtime and ctime, and its nlink is 2 plus the top-level
+ * directories. Stat, setattr, extended attributes, mindb_file_open()
+ * without CREATE or TRUNC and mindb_sync_key() take it like any key; what
+ * would remove, replace or rename it is refused with the errno a filesystem
+ * gives for "/" (each call says which). It is never a key of a listing nor
+ * of mindb_stats(). A key whose only '/' is its first byte ("/x") has no
+ * parent.
+ *
  * Durability: every change is appended to the write-ahead log and applied in
  * memory before the call returns; it becomes durable at the next
  * mindb_sync() (or any sync by another thread that covers it). After a
@@ -39,6 +52,15 @@
 extern "C" {
 #endif
 
+/* Marks the functions libmindb exports. The library is compiled with
+ * -fvisibility=hidden, so libmindb.so exports these and nothing else: its
+ * private functions and the write-ahead log folded into it stay inside. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MINDB_API __attribute__((visibility("default")))
+#else
+#define MINDB_API
+#endif
+
 typedef struct mindb mindb;
 typedef struct mindb_file mindb_file;
 typedef struct mindb_iter mindb_iter;
@@ -57,10 +79,10 @@ typedef struct mindb_iter mindb_iter;
 #define MINDB_ECORRUPT (-1003)  /* damaged beyond what recovery repairs */
 
 /* Describes an error returned by any mindb_ function (or a negative errno). */
-const char *mindb_strerror(int err);
+MINDB_API const char *mindb_strerror(int err);
 
 /* The version of the library, "MAJOR.MINOR.PATCH". */
-const char *mindb_version(void);
+MINDB_API const char *mindb_version(void);
 
 struct mindb_options {
     /* Create the store when the directory is missing or empty (default 0). */
@@ -105,21 +127,21 @@ struct mindb_options {
     void *log_ctx;
 };
 
-void mindb_options_init(struct mindb_options *options);
+MINDB_API void mindb_options_init(struct mindb_options *options);
 
 /* Opens the store in `dir`, recovering it after a crash. A store open
  * elsewhere gives -EBUSY (mindb_lock_holder() names the process). A
  * directory that is not a store gives MINDB_ENOTSTORE (or, with `create`, is
  * made one if it is empty). */
-int mindb_open(const char *dir, const struct mindb_options *options, mindb **out);
+MINDB_API int mindb_open(const char *dir, const struct mindb_options *options, mindb **out);
 
 /* Syncs, checkpoints and releases everything; the handle is freed in every
  * case. Files still open are closed. Returns the first error met. */
-int mindb_close(mindb *db);
+MINDB_API int mindb_close(mindb *db);
 
 /* The pid of the process holding the store in `dir` open, or 0 when none;
  * negative errno when it cannot be read. */
-pid_t mindb_lock_holder(const char *dir);
+MINDB_API pid_t mindb_lock_holder(const char *dir);
 
 /* ---- Object metadata -------------------------------------------------- */
 
@@ -163,26 +185,27 @@ struct mindb_attr {
 /* Sets the value of `key`, creating it as a regular file (mode 0644, the
  * caller's uid and gid) or replacing its object: other links to the old
  * object keep the old value, as with a file saved by rename. Atomic for any
- * size. -EISDIR when `key` is a directory. */
-int mindb_put(mindb *db, const void *key, size_t key_len, const void *value, size_t len);
+ * size. -EISDIR when `key` is a directory (the root included). */
+MINDB_API int mindb_put(mindb *db, const void *key, size_t key_len, const void *value, size_t len);
 
 /* Reads the whole value into a buffer from malloc() that the caller frees.
- * -ENOENT when missing, -EISDIR for a directory, -EIO when a checksum fails,
- * -EFBIG when the value does not fit in memory's address space. */
-int mindb_get(mindb *db, const void *key, size_t key_len, void **value, size_t *len);
+ * -ENOENT when missing, -EISDIR for a directory (the root included), -EIO
+ * when a checksum fails, -EFBIG when the value does not fit in memory's
+ * address space. */
+MINDB_API int mindb_get(mindb *db, const void *key, size_t key_len, void **value, size_t *len);
 
 /* Removes `key` (a file or symlink, or an empty directory). The object goes
  * when its last key and handle are gone. -ENOTEMPTY for a directory with
- * children. */
-int mindb_delete(mindb *db, const void *key, size_t key_len);
+ * children, -EBUSY for the root. */
+MINDB_API int mindb_delete(mindb *db, const void *key, size_t key_len);
 
 /* ---- Namespace --------------------------------------------------------- */
 
 /* Creates `key` as an object of `mode` (S_IFREG, S_IFDIR or S_IFLNK plus
  * permission bits) owned by uid/gid; for a symlink `target` is its value.
- * -EEXIST when the key exists. */
-int mindb_create(mindb *db, const void *key, size_t key_len, uint32_t mode, uint32_t uid,
-                 uint32_t gid, const void *target, size_t target_len);
+ * -EEXIST when the key exists (the root always does). */
+MINDB_API int mindb_create(mindb *db, const void *key, size_t key_len, uint32_t mode, uint32_t uid,
+                           uint32_t gid, const void *target, size_t target_len);
 
 /* Flags of mindb_rename(), as renameat2() has them. */
 #define MINDB_RENAME_NOREPLACE 0x1
@@ -190,17 +213,21 @@ int mindb_create(mindb *db, const void *key, size_t key_len, uint32_t mode, uint
 
 /* Renames `from` to `to` with POSIX rules: replacing an existing `to` (a file
  * by a file, an empty directory by a directory), -EISDIR/-ENOTDIR/-ENOTEMPTY
- * otherwise, -EINVAL when a directory would move into its own subtree. A
- * directory takes every key under "from/" along, in one atomic step. */
-int mindb_rename(mindb *db, const void *from, size_t from_len, const void *to, size_t to_len,
-                 unsigned flags);
+ * otherwise, -EINVAL when a directory would move into its own subtree,
+ * -EBUSY when `from` or `to` is the root. A directory takes every key under
+ * "from/" along, in one atomic step. */
+MINDB_API int mindb_rename(mindb *db, const void *from, size_t from_len, const void *to,
+                           size_t to_len, unsigned flags);
 
-/* Makes `new_key` a second name of the object of `key` (not a directory). */
-int mindb_link(mindb *db, const void *key, size_t key_len, const void *new_key, size_t new_len);
+/* Makes `new_key` a second name of the object of `key` (not a directory:
+ * -EPERM). -EEXIST when `new_key` exists (the root always does). */
+MINDB_API int mindb_link(mindb *db, const void *key, size_t key_len, const void *new_key,
+                         size_t new_len);
 
-int mindb_stat(mindb *db, const void *key, size_t key_len, struct mindb_stat *st);
-int mindb_setattr(mindb *db, const void *key, size_t key_len, const struct mindb_attr *attr,
-                  unsigned fields);
+/* Both take the root (the empty key) too. */
+MINDB_API int mindb_stat(mindb *db, const void *key, size_t key_len, struct mindb_stat *st);
+MINDB_API int mindb_setattr(mindb *db, const void *key, size_t key_len,
+                            const struct mindb_attr *attr, unsigned fields);
 
 /* ---- Extended attributes ----------------------------------------------- */
 
@@ -208,47 +235,62 @@ int mindb_setattr(mindb *db, const void *key, size_t key_len, const struct mindb
 #define MINDB_XATTR_CREATE 0x1  /* -EEXIST when it exists */
 #define MINDB_XATTR_REPLACE 0x2 /* -ENODATA when it does not */
 
-int mindb_setxattr(mindb *db, const void *key, size_t key_len, const char *name, const void *value,
-                   size_t len, unsigned flags);
+MINDB_API int mindb_setxattr(mindb *db, const void *key, size_t key_len, const char *name,
+                             const void *value, size_t len, unsigned flags);
 /* Copies the value into buf (at most `size` bytes) and returns its length;
  * with size 0 returns the length only. -ERANGE when it does not fit,
  * -ENODATA when missing. */
-ssize_t mindb_getxattr(mindb *db, const void *key, size_t key_len, const char *name, void *buf,
-                       size_t size);
+MINDB_API ssize_t mindb_getxattr(mindb *db, const void *key, size_t key_len, const char *name,
+                                 void *buf, size_t size);
 /* Writes the names, each ending with a NUL, as listxattr() does. */
-ssize_t mindb_listxattr(mindb *db, const void *key, size_t key_len, char *buf, size_t size);
-int mindb_removexattr(mindb *db, const void *key, size_t key_len, const char *name);
+MINDB_API ssize_t mindb_listxattr(mindb *db, const void *key, size_t key_len, char *buf,
+                                  size_t size);
+MINDB_API int mindb_removexattr(mindb *db, const void *key, size_t key_len, const char *name);
 
 /* ---- File-style access, through a handle on an object ------------------ */
 
 /* Opens the object of `key`; the handle keeps the object alive after its key
  * is deleted or renamed away. MINDB_OPEN_CREATE makes a regular file of
  * `mode` when missing (-EEXIST with MINDB_OPEN_EXCL when present);
- * MINDB_OPEN_TRUNC empties it. */
+ * MINDB_OPEN_TRUNC empties it. The root opens with flags 0 (-EISDIR with
+ * CREATE or TRUNC, -EEXIST with CREATE and EXCL). */
 #define MINDB_OPEN_CREATE 0x1
 #define MINDB_OPEN_EXCL 0x2
 #define MINDB_OPEN_TRUNC 0x4
-int mindb_file_open(mindb *db, const void *key, size_t key_len, unsigned flags, uint32_t mode,
-                    mindb_file **out);
+MINDB_API int mindb_file_open(mindb *db, const void *key, size_t key_len, unsigned flags,
+                              uint32_t mode, mindb_file **out);
 /* Opens an object by id (what mindb_stat() returned) while it has a key or
  * another handle; -ENOENT otherwise. */
-int mindb_file_open_id(mindb *db, uint64_t id, mindb_file **out);
-void mindb_file_close(mindb_file *file);
+MINDB_API int mindb_file_open_id(mindb *db, uint64_t id, mindb_file **out);
+MINDB_API void mindb_file_close(mindb_file *file);
 
 /* Reads up to `len` bytes at `off`; returns the bytes read (0 at or after
  * the end). Holes read as zeros. */
-ssize_t mindb_pread(mindb_file *file, void *buf, size_t len, uint64_t off);
+MINDB_API ssize_t mindb_pread(mindb_file *file, void *buf, size_t len, uint64_t off);
 /* Writes `len` bytes at `off`, extending the value (with a hole) as needed;
  * returns `len`. -EFBIG beyond MINDB_MAX_SIZE. */
-ssize_t mindb_pwrite(mindb_file *file, const void *buf, size_t len, uint64_t off);
+MINDB_API ssize_t mindb_pwrite(mindb_file *file, const void *buf, size_t len, uint64_t off);
 /* Writes at the current end of the value, atomically with finding it. */
-ssize_t mindb_append(mindb_file *file, const void *buf, size_t len);
-int mindb_truncate(mindb_file *file, uint64_t size);
-int mindb_fstat(mindb_file *file, struct mindb_stat *st);
-int mindb_fsetattr(mindb_file *file, const struct mindb_attr *attr, unsigned fields);
+MINDB_API ssize_t mindb_append(mindb_file *file, const void *buf, size_t len);
+MINDB_API int mindb_truncate(mindb_file *file, uint64_t size);
+MINDB_API int mindb_fstat(mindb_file *file, struct mindb_stat *st);
+MINDB_API int mindb_fsetattr(mindb_file *file, const struct mindb_attr *attr, unsigned fields);
+/* The extended attributes of the handle's object, as mindb_setxattr() and
+ * the others have them (same flags, results and errors), also once its last
+ * key is gone. */
+MINDB_API int mindb_file_setxattr(mindb_file *file, const char *name, const void *value, size_t len,
+                                  unsigned flags);
+MINDB_API ssize_t mindb_file_getxattr(mindb_file *file, const char *name, void *buf, size_t size);
+MINDB_API ssize_t mindb_file_listxattr(mindb_file *file, char *buf, size_t size);
+MINDB_API int mindb_file_removexattr(mindb_file *file, const char *name);
+/* Makes `new_key` another name of the handle's object, as linkat() with
+ * AT_EMPTY_PATH does: -EEXIST when `new_key` exists (the root always does),
+ * -EPERM for a directory, -ENOENT when the object has no key left (an
+ * unlinked file is not brought back). */
+MINDB_API int mindb_file_link(mindb_file *file, const void *new_key, size_t new_len);
 /* Makes every change made so far durable (the whole log up to now: changes
  * to other keys ride along in the same commit). */
-int mindb_fsync(mindb_file *file);
+MINDB_API int mindb_fsync(mindb_file *file);
 
 /* ---- Iteration --------------------------------------------------------- */
 
@@ -259,44 +301,47 @@ int mindb_fsync(mindb_file *file);
  * its child component ("a/b/" yields "a/b/x" and, for "a/b/sub/y", the key
  * "a/b/sub" when it exists or else "a/b/sub/"), skipping the deeper keys
  * without visiting them. `resume` (may be NULL) continues a CHILDREN listing
- * after that key, for readdir offsets. */
+ * after that key, for readdir offsets. The root (the empty key) is never
+ * returned: the children of "" are the top-level keys. */
 #define MINDB_ITER_AFTER 0x1
 #define MINDB_ITER_CHILDREN 0x2
-int mindb_iter_open(mindb *db, const void *start, size_t start_len, const void *resume,
-                    size_t resume_len, unsigned flags, mindb_iter **out);
+MINDB_API int mindb_iter_open(mindb *db, const void *start, size_t start_len, const void *resume,
+                              size_t resume_len, unsigned flags, mindb_iter **out);
 /* Returns 1 with the next key (valid until the next call) and, when `st` is
  * not NULL, its metadata (a prefix without a key of its own reports
  * S_IFDIR, id 0). Returns 0 at the end, or a negative errno. The iterator
  * sees changes made while it runs in key order after its position. */
-int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len, struct mindb_stat *st);
+MINDB_API int mindb_iter_next(mindb_iter *it, const void **key, size_t *key_len,
+                              struct mindb_stat *st);
 /* Reads the value of the key the iterator returned last, as mindb_pread()
  * does (-ENOENT when it has gone since, -EISDIR for a directory). Saves a
  * lookup per key in a scan. */
-ssize_t mindb_iter_read(mindb_iter *it, void *buf, size_t len, uint64_t off);
-void mindb_iter_close(mindb_iter *it);
+MINDB_API ssize_t mindb_iter_read(mindb_iter *it, void *buf, size_t len, uint64_t off);
+MINDB_API void mindb_iter_close(mindb_iter *it);
 
 /* ---- Durability and maintenance ---------------------------------------- */
 
 /* Everything changed before the call is durable when it returns 0. */
-int mindb_sync(mindb *db);
+MINDB_API int mindb_sync(mindb *db);
 /* Every change to the object of `key` made before the call is durable when
  * it returns 0 (the log is one stream: earlier changes to other keys become
  * durable with it). */
-int mindb_sync_key(mindb *db, const void *key, size_t key_len);
+MINDB_API int mindb_sync_key(mindb *db, const void *key, size_t key_len);
 
 /* Moves committed data from the log into data segments and writes a new
  * manifest; the log before it is released. */
-int mindb_checkpoint(mindb *db);
+MINDB_API int mindb_checkpoint(mindb *db);
 
 /* Rewrites data segments whose live fraction is below `live_percent` (100:
  * every segment with any dead byte), then checkpoints so the old ones can
  * go. `progress` (may be NULL) is called with bytes done and total. */
-int mindb_compact(mindb *db, unsigned live_percent,
-                  void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
+MINDB_API int mindb_compact(mindb *db, unsigned live_percent,
+                            void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 
 struct mindb_stats {
-    uint64_t keys;          /* keys, directories included */
-    uint64_t objects;       /* objects, unlinked-but-open ones included */
+    uint64_t keys;          /* keys, directories included, the root not */
+    uint64_t objects;       /* objects, unlinked-but-open ones included, the
+                             * root not */
     uint64_t logical_bytes; /* sum of value sizes */
     uint64_t stored_bytes;  /* live chunk bytes on disk, compressed */
     uint64_t dirty_bytes;   /* bytes written and not yet checkpointed */
@@ -309,21 +354,22 @@ struct mindb_stats {
     uint64_t commits;         /* syncs asked for */
     double compression_ratio; /* logical bytes checkpointed / stored bytes */
 };
-int mindb_stats(mindb *db, struct mindb_stats *stats);
+MINDB_API int mindb_stats(mindb *db, struct mindb_stats *stats);
 
 /* Reads every chunk of every object and checks its checksum, as well as the
  * index. `damaged` (may be NULL) is called for each damaged key with the
  * error; `progress` as for mindb_compact(). Returns 0 when all is sound, the
  * number of damaged keys otherwise, or a negative errno. */
-int mindb_check(mindb *db, void (*damaged)(void *ctx, const void *key, size_t key_len, int err),
-                void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
+MINDB_API int mindb_check(mindb *db,
+                          void (*damaged)(void *ctx, const void *key, size_t key_len, int err),
+                          void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 
 /* Describes the log records written since the last checkpoint, one line
  * each, in the order they are replayed: `line` gets the record's log
  * position and text such as "put key=\"a/b\" id=7 bytes=100". Returns the
  * number of records, or a negative errno. */
-int mindb_describe_log(mindb *db, void (*line)(void *ctx, uint64_t pos, const char *text),
-                       void *ctx);
+MINDB_API int mindb_describe_log(mindb *db, void (*line)(void *ctx, uint64_t pos, const char *text),
+                                 void *ctx);
 
 #ifdef __cplusplus
 }

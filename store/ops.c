@@ -17,12 +17,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int check_key(const void *key, size_t len)
+int check_key(const void **key, size_t len)
 {
-    if (!key || len == 0)
-        return -EINVAL;
     if (len > MINDB_MAX_KEY)
         return -ENAMETOOLONG;
+    if (!*key) {
+        if (len)
+            return -EINVAL;
+        *key = ""; /* the root, given as NULL */
+    }
     return 0;
 }
 
@@ -171,7 +174,7 @@ static int put_large(mindb *db, const void *key, size_t key_len, const void *val
 
 int mindb_put(mindb *db, const void *key, size_t key_len, const void *value, size_t len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     if (len && !value)
@@ -191,7 +194,7 @@ int mindb_put(mindb *db, const void *key, size_t key_len, const void *value, siz
 
 int mindb_get(mindb *db, const void *key, size_t key_len, void **value, size_t *len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     pthread_rwlock_rdlock(&db->state);
@@ -223,7 +226,7 @@ int mindb_get(mindb *db, const void *key, size_t key_len, void **value, size_t *
 
 int mindb_delete(mindb *db, const void *key, size_t key_len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     struct rec r = {.type = REC_DELETE, .key = key, .key_len = key_len};
@@ -233,7 +236,7 @@ int mindb_delete(mindb *db, const void *key, size_t key_len)
 int mindb_create(mindb *db, const void *key, size_t key_len, uint32_t mode, uint32_t uid,
                  uint32_t gid, const void *target, size_t target_len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     uint32_t type = mode & S_IFMT;
@@ -261,9 +264,9 @@ int mindb_create(mindb *db, const void *key, size_t key_len, uint32_t mode, uint
 int mindb_rename(mindb *db, const void *from, size_t from_len, const void *to, size_t to_len,
                  unsigned flags)
 {
-    int err = check_key(from, from_len);
+    int err = check_key(&from, from_len);
     if (!err)
-        err = check_key(to, to_len);
+        err = check_key(&to, to_len);
     if (err)
         return err;
     if ((flags & ~(unsigned)(MINDB_RENAME_NOREPLACE | MINDB_RENAME_EXCHANGE)) ||
@@ -280,9 +283,9 @@ int mindb_rename(mindb *db, const void *from, size_t from_len, const void *to, s
 
 int mindb_link(mindb *db, const void *key, size_t key_len, const void *new_key, size_t new_len)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (!err)
-        err = check_key(new_key, new_len);
+        err = check_key(&new_key, new_len);
     if (err)
         return err;
     struct rec r = {
@@ -306,7 +309,7 @@ void stat_fill(const struct object *obj, struct mindb_stat *st)
 
 int mindb_stat(mindb *db, const void *key, size_t key_len, struct mindb_stat *st)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     pthread_rwlock_rdlock(&db->state);
@@ -357,112 +360,9 @@ int change_object(mindb *db, const void *key, size_t key_len, uint64_t id, struc
 int mindb_setattr(mindb *db, const void *key, size_t key_len, const struct mindb_attr *attr,
                   unsigned fields)
 {
-    int err = check_key(key, key_len);
+    int err = check_key(&key, key_len);
     if (err)
         return err;
     struct rec r = {.type = REC_SETATTR, .fields = fields, .attr = *attr};
-    return change_object(db, key, key_len, 0, &r);
-}
-
-static int check_xattr_name(const char *name)
-{
-    if (!name)
-        return -EINVAL;
-    size_t n = strlen(name);
-    if (n == 0 || n > MINDB_MAX_XATTR_NAME)
-        return -ERANGE;
-    return 0;
-}
-
-int mindb_setxattr(mindb *db, const void *key, size_t key_len, const char *name, const void *value,
-                   size_t len, unsigned flags)
-{
-    int err = check_key(key, key_len);
-    if (!err)
-        err = check_xattr_name(name);
-    if (err)
-        return err;
-    if (len > MINDB_MAX_XATTR_VALUE)
-        return -E2BIG;
-    if ((flags & ~(unsigned)(MINDB_XATTR_CREATE | MINDB_XATTR_REPLACE)) || (len && !value))
-        return -EINVAL;
-    struct rec r = {.type = REC_SETXATTR,
-                    .flags = (uint8_t)flags,
-                    .name = name,
-                    .name_len = strlen(name),
-                    .data = value,
-                    .data_len = len};
-    return change_object(db, key, key_len, 0, &r);
-}
-
-ssize_t mindb_getxattr(mindb *db, const void *key, size_t key_len, const char *name, void *buf,
-                       size_t size)
-{
-    int err = check_key(key, key_len);
-    if (!err)
-        err = check_xattr_name(name);
-    if (err)
-        return err;
-    pthread_rwlock_rdlock(&db->state);
-    struct object *obj = lookup(db, key, key_len);
-    ssize_t ret;
-    struct xattr *x = obj ? object_xattr(obj, name) : NULL;
-    if (!obj)
-        ret = -ENOENT;
-    else if (!x)
-        ret = -ENODATA;
-    else if (size == 0)
-        ret = x->len;
-    else if (size < x->len)
-        ret = -ERANGE;
-    else {
-        if (x->len)
-            memcpy(buf, x->value, x->len);
-        ret = x->len;
-    }
-    pthread_rwlock_unlock(&db->state);
-    return ret;
-}
-
-ssize_t mindb_listxattr(mindb *db, const void *key, size_t key_len, char *buf, size_t size)
-{
-    int err = check_key(key, key_len);
-    if (err)
-        return err;
-    pthread_rwlock_rdlock(&db->state);
-    struct object *obj = lookup(db, key, key_len);
-    ssize_t ret = 0;
-    if (!obj) {
-        ret = -ENOENT;
-    } else {
-        size_t need = 0;
-        for (uint32_t i = 0; i < obj->n_xattrs; i++)
-            need += strlen(obj->xattrs[i].name) + 1;
-        if (size == 0) {
-            ret = (ssize_t)need;
-        } else if (size < need) {
-            ret = -ERANGE;
-        } else {
-            char *p = buf;
-            for (uint32_t i = 0; i < obj->n_xattrs; i++) {
-                size_t n = strlen(obj->xattrs[i].name) + 1;
-                memcpy(p, obj->xattrs[i].name, n);
-                p += n;
-            }
-            ret = (ssize_t)need;
-        }
-    }
-    pthread_rwlock_unlock(&db->state);
-    return ret;
-}
-
-int mindb_removexattr(mindb *db, const void *key, size_t key_len, const char *name)
-{
-    int err = check_key(key, key_len);
-    if (!err)
-        err = check_xattr_name(name);
-    if (err)
-        return err;
-    struct rec r = {.type = REC_RMXATTR, .name = name, .name_len = strlen(name)};
     return change_object(db, key, key_len, 0, &r);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct cursor {
     uint8_t *w;       /* encoding */
@@ -126,6 +127,8 @@ static unsigned type_fields(uint8_t type)
     case REC_RENAME:
     case REC_LINK:
         return F_KEY | F_KEY2;
+    case REC_LINK_ID:
+        return F_KEY2;
     case REC_WRITE:
         return F_OFF | F_DATA;
     case REC_TRUNCATE:
@@ -270,7 +273,9 @@ int rec_decode(const void *buf, size_t len, struct rec *r)
     }
     if (c.bad || c.left != 0)
         return -EBADMSG;
-    if ((f & F_KEY) && (r->key_len == 0 || r->key_len > MINDB_MAX_KEY))
+    /* The empty key is the root, which only a directory's creation names. */
+    int root = r->type == REC_CREATE && (r->mode & S_IFMT) == S_IFDIR;
+    if ((f & F_KEY) && ((r->key_len == 0 && !root) || r->key_len > MINDB_MAX_KEY))
         return -EBADMSG;
     if ((f & F_KEY2) && (r->key2_len == 0 || r->key2_len > MINDB_MAX_KEY))
         return -EBADMSG;
@@ -283,7 +288,7 @@ const char *rec_type_name(uint8_t type)
         [REC_PUT] = "put",           [REC_PUT_REFS] = "put-refs", [REC_CREATE] = "create",
         [REC_DELETE] = "delete",     [REC_RENAME] = "rename",     [REC_LINK] = "link",
         [REC_WRITE] = "write",       [REC_TRUNCATE] = "truncate", [REC_SETATTR] = "setattr",
-        [REC_SETXATTR] = "setxattr", [REC_RMXATTR] = "rmxattr",
+        [REC_SETXATTR] = "setxattr", [REC_RMXATTR] = "rmxattr",   [REC_LINK_ID] = "link-id",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
         return names[type];

@@ -6,6 +6,9 @@
  * object id, then the fields of the type in the order of struct rec below:
  * keys as u16 length + bytes, values as u64 length + bytes. docs/FORMAT.md
  * lists the fields of each type.
+ *
+ * Keys are 1 to MINDB_MAX_KEY bytes, but for one record: the creation of
+ * the root directory, a REC_CREATE of a directory with the empty key.
  */
 #ifndef MINDB_RECORD_H
 #define MINDB_RECORD_H
@@ -29,6 +32,7 @@ enum rec_type {
     REC_SETATTR = 9,   /* id, fields, attr */
     REC_SETXATTR = 10, /* id, flags, name, value */
     REC_RMXATTR = 11,  /* id, name */
+    REC_LINK_ID = 12,  /* id, key2 (new): a new name for the object of a handle */
 };
 
 struct rec {

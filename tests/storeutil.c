@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -292,6 +293,29 @@ mindb *su_open_store(int small)
 mindb *su_reopen_store(mindb *db)
 {
     return SU_REOPEN(db, su_store_dir, &su_store_opts);
+}
+
+void su_run_unclosed_at(const char *file, int line, void (*fn)(mindb *db, void *ctx), void *ctx)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t child = fork();
+    if (child < 0)
+        tu_failf(file, line, "fork", "fork failed");
+    if (child == 0) {
+        struct mindb_options o = su_store_opts;
+        o.background = 0;
+        mindb *db = su_open_at(file, line, su_store_dir, &o);
+        fn(db, ctx);
+        int rc = mindb_sync(db);
+        if (rc != 0)
+            tu_failf(file, line, "mindb_sync", "returned %d (%s)", rc, su_strerror(rc));
+        fflush(stdout);
+        _exit(0);
+    }
+    int ws = 0;
+    if (waitpid(child, &ws, 0) != child || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        tu_failf(file, line, "child", "the child ended with status 0x%x", ws);
 }
 
 struct mindb_stat su_stat_at(const char *file, int line, mindb *db, const void *key, size_t len)

@@ -117,6 +117,13 @@ extern char su_store_dir[TU_PATH_MAX];
 extern struct mindb_options su_store_opts;
 mindb *su_open_store(int small);
 mindb *su_reopen_store(mindb *db);
+/* Runs fn(db, ctx) in a child process on su_store_dir, opened with
+ * su_store_opts (creating it when they say so) without the background
+ * thread, then mindb_sync() and _exit() without a close: no checkpoint, so
+ * the next open replays the log, as after a crash. The caller must not hold
+ * the store open. A failed CHECK in fn fails the sub-test. */
+void su_run_unclosed_at(const char *file, int line, void (*fn)(mindb *db, void *ctx), void *ctx);
+#define SU_RUN_UNCLOSED(fn, ctx) su_run_unclosed_at(__FILE__, __LINE__, fn, ctx)
 
 /* mindb_stat() that must succeed, and a check of its type and permission
  * bits, size and link count. */

@@ -226,13 +226,15 @@ static void test_keys(void)
     CHECK_ERR(mindb_delete(db, k, MINDB_MAX_KEY + 1), -ENAMETOOLONG);
     CHECK_ERR(mindb_create(db, k, MINDB_MAX_KEY + 1, S_IFDIR | 0755, 0, 0, NULL, 0), -ENAMETOOLONG);
 
-    /* The empty key. */
-    CHECK_ERR(mindb_put(db, "", 0, "x", 1), -EINVAL);
-    CHECK_ERR(mindb_get(db, "", 0, &v, &len), -EINVAL);
-    CHECK_ERR(mindb_delete(db, "", 0), -EINVAL);
+    /* The empty key is the root directory (test_store_root.c has more). */
+    CHECK_ERR(mindb_put(db, "", 0, "x", 1), -EISDIR);
+    CHECK_ERR(mindb_get(db, "", 0, &v, &len), -EISDIR);
+    CHECK_ERR(mindb_delete(db, "", 0), -EBUSY);
     struct mindb_stat st;
-    CHECK_ERR(mindb_stat(db, "", 0, &st), -EINVAL);
-    CHECK_ERR(mindb_create(db, "", 0, S_IFDIR | 0755, 0, 0, NULL, 0), -EINVAL);
+    CHECK_OK(mindb_stat(db, "", 0, &st));
+    CHECK_EQ(st.mode & S_IFMT, S_IFDIR);
+    CHECK_ERR(mindb_create(db, "", 0, S_IFDIR | 0755, 0, 0, NULL, 0), -EEXIST);
+    CHECK_ERR(mindb_put(db, NULL, 1, "x", 1), -EINVAL);
 
     for (unsigned b = 256; b-- > 0;) {
         uint8_t key[5] = {'b', 'i', 'n', (uint8_t)b, 'x'}, val = (uint8_t)b;

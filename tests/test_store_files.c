@@ -619,11 +619,232 @@ static void test_larger_than_memory(void)
     free(back);
 }
 
+/* ---- extended attributes and links through a handle ---- */
+
+/* What the handle's object holds at the end of test_file_xattrs. */
+static void file_xattrs_check(mindb *db)
+{
+    EXPECT_XATTR(db, "fx/f", "user.a", "handle", 6);
+    EXPECT_XATTR(db, "fx/f", "user.k", "key", 3);
+    CHECK_ERR(mindb_getxattr(db, KEY("fx/f"), "user.gone", NULL, 0), -ENODATA);
+    CHECK_EQ(mindb_listxattr(db, KEY("fx/f"), NULL, 0), 14);
+}
+
+static void test_file_xattrs(void)
+{
+    make_long_name();
+    mindb *db = su_open_store(1);
+    SU_PUT_STR(db, "fx/f", "v");
+    mindb_file *f = OPEN_FILE(db, "fx/f", 0, 0);
+
+    /* The key's calls and the handle's see one set of attributes, with the
+     * same errors. */
+    CHECK_OK(mindb_file_setxattr(f, "user.a", "1", 1, MINDB_XATTR_CREATE));
+    EXPECT_XATTR(db, "fx/f", "user.a", "1", 1);
+    CHECK_OK(mindb_setxattr(db, KEY("fx/f"), "user.k", "key", 3, 0));
+    char buf[300];
+    CHECK_EQ(mindb_file_getxattr(f, "user.k", NULL, 0), 3);
+    CHECK_EQ(mindb_file_getxattr(f, "user.k", buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "key", 3) == 0);
+    CHECK_ERR(mindb_file_getxattr(f, "user.k", buf, 2), -ERANGE);
+    CHECK_ERR(mindb_file_getxattr(f, "user.none", buf, sizeof buf), -ENODATA);
+    CHECK_ERR(mindb_file_setxattr(f, "user.a", "2", 1, MINDB_XATTR_CREATE), -EEXIST);
+    CHECK_ERR(mindb_file_setxattr(f, "user.none", "2", 1, MINDB_XATTR_REPLACE), -ENODATA);
+    CHECK_ERR(mindb_file_setxattr(f, "user.a", "2", 1, 0x4), -EINVAL);
+    CHECK_ERR(mindb_file_setxattr(f, "user.a", NULL, 1, 0), -EINVAL);
+    CHECK_ERR(mindb_file_setxattr(f, "", "2", 1, 0), -ERANGE);
+    CHECK_ERR(mindb_file_setxattr(f, NULL, "2", 1, 0), -EINVAL);
+    CHECK_ERR(mindb_file_getxattr(f, NULL, buf, sizeof buf), -EINVAL);
+    char too_long[MINDB_MAX_XATTR_NAME + 2];
+    memset(too_long, 'n', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = 0;
+    CHECK_ERR(mindb_file_setxattr(f, too_long, "x", 1, 0), -ERANGE);
+    CHECK_ERR(mindb_file_getxattr(f, too_long, NULL, 0), -ERANGE);
+    CHECK_ERR(mindb_file_removexattr(f, too_long), -ERANGE);
+    CHECK_OK(mindb_file_setxattr(f, g_long_name, "long", 4, 0));
+    static uint8_t big[MINDB_MAX_XATTR_VALUE + 1];
+    CHECK_ERR(mindb_file_setxattr(f, "user.big", big, sizeof big, 0), -E2BIG);
+    CHECK_OK(mindb_file_setxattr(f, "user.big", big, MINDB_MAX_XATTR_VALUE, 0));
+    CHECK_EQ(mindb_file_getxattr(f, "user.big", NULL, 0), MINDB_MAX_XATTR_VALUE);
+    CHECK_EQ(mindb_file_listxattr(f, NULL, 0), 7 + 7 + 256 + 9);
+    CHECK_ERR(mindb_file_listxattr(f, buf, 10), -ERANGE);
+    CHECK_OK(mindb_file_removexattr(f, g_long_name));
+    CHECK_OK(mindb_removexattr(db, KEY("fx/f"), "user.big"));
+    CHECK_ERR(mindb_file_removexattr(f, "user.big"), -ENODATA);
+    CHECK_EQ(mindb_file_listxattr(f, buf, sizeof buf), 14);
+    CHECK(memcmp(buf, "user.a\0user.k\0", 14) == 0 || memcmp(buf, "user.k\0user.a\0", 14) == 0);
+    struct mindb_stat st;
+    CHECK_OK(mindb_fstat(f, &st));
+    int64_t ctime = st.ctime_ns;
+    CHECK_OK(mindb_file_setxattr(f, "user.a", "handle", 6, MINDB_XATTR_REPLACE));
+    CHECK_OK(mindb_fstat(f, &st));
+    CHECK(st.ctime_ns >= ctime);
+    mindb_file_close(f);
+
+    /* On an object whose last key is gone, as fsetxattr on an unlinked
+     * file. */
+    SU_PUT_STR(db, "fx/gone", "g");
+    f = OPEN_FILE(db, "fx/gone", 0, 0);
+    mindb_file *g = OPEN_FILE(db, "fx/gone", 0, 0);
+    CHECK_OK(mindb_file_setxattr(f, "user.before", "b", 1, 0));
+    CHECK_OK(mindb_delete(db, KEY("fx/gone")));
+    CHECK_ERR(mindb_getxattr(db, KEY("fx/gone"), "user.before", NULL, 0), -ENOENT);
+    CHECK_EQ(mindb_file_getxattr(f, "user.before", buf, sizeof buf), 1);
+    CHECK_OK(mindb_file_setxattr(f, "user.after", "after", 5, MINDB_XATTR_CREATE));
+    CHECK_EQ(mindb_file_getxattr(g, "user.after", buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "after", 5) == 0);
+    CHECK_EQ(mindb_file_listxattr(g, buf, sizeof buf), 12 + 11);
+    CHECK_OK(mindb_file_removexattr(g, "user.before"));
+    CHECK_ERR(mindb_file_getxattr(f, "user.before", NULL, 0), -ENODATA);
+    CHECK_OK(mindb_checkpoint(db)); /* the orphan is left out of the manifest */
+    CHECK_EQ(mindb_file_getxattr(f, "user.after", NULL, 0), 5);
+    mindb_file_close(g);
+    mindb_file_close(f);
+
+    file_xattrs_check(db);
+    db = su_reopen_store(db);
+    file_xattrs_check(db);
+
+    /* Read-only: read through a handle, never change. */
+    CHECK_OK(mindb_close(db));
+    struct mindb_options o = su_store_opts;
+    o.read_only = 1;
+    db = SU_OPEN(su_store_dir, &o);
+    f = OPEN_FILE(db, "fx/f", 0, 0);
+    CHECK_EQ(mindb_file_getxattr(f, "user.a", NULL, 0), 6);
+    CHECK_ERR(mindb_file_setxattr(f, "user.a", "x", 1, 0), -EROFS);
+    CHECK_ERR(mindb_file_removexattr(f, "user.a"), -EROFS);
+    mindb_file_close(f);
+    file_xattrs_check(db);
+    CHECK_OK(mindb_close(db));
+}
+
+/* The links test_file_link makes, and what a child process makes before
+ * it crashes. */
+static void file_link_check(mindb *db, int crashed)
+{
+    EXPECT_STAT(db, "fl/a", S_IFREG | 0644, 4, 3);
+    EXPECT_STAT(db, "fl/b", S_IFREG | 0644, 4, 3);
+    EXPECT_STAT(db, "fl/sub/c", S_IFREG | 0644, 4, 3);
+    CHECK_EQ_U(STAT(db, "fl/b").id, STAT(db, "fl/a").id);
+    CHECK_EQ_U(STAT(db, "fl/sub/c").id, STAT(db, "fl/a").id);
+    EXPECT_STR(db, "fl/sub/c", "DAta");
+    EXPECT_STAT(db, "fl/kept2", S_IFREG | 0644, 4, 1);
+    EXPECT_STR(db, "fl/kept2", "kept");
+    struct mindb_stat st;
+    CHECK_ERR(mindb_stat(db, KEY("fl/orphan"), &st), -ENOENT);
+    CHECK_ERR(mindb_stat(db, KEY("fl/back"), &st), -ENOENT);
+    CHECK_ERR(mindb_stat(db, KEY("fl/d2"), &st), -ENOENT);
+    if (crashed) {
+        EXPECT_STAT(db, "fl/crash2", S_IFREG | 0644, 5, 2);
+        EXPECT_STR(db, "fl/crash2", "crash");
+        CHECK_EQ_U(STAT(db, "fl/crash2").id, STAT(db, "fl/crash").id);
+    }
+}
+
+static void crash_link(mindb *db, void *ctx)
+{
+    (void)ctx;
+    SU_PUT_STR(db, "fl/crash", "crash");
+    mindb_file *f = OPEN_FILE(db, "fl/crash", 0, 0);
+    CHECK_OK(mindb_file_link(f, KEY("fl/crash2")));
+    mindb_file_close(f);
+}
+
+/* Counts the log's lines for the link crash_link() made. */
+static void count_link_id(void *ctx, uint64_t pos, const char *text)
+{
+    (void)pos;
+    int *n = ctx;
+    if (strncmp(text, "link-id id=", 11) == 0 && strstr(text, " to=\"fl/crash2\""))
+        (*n)++;
+}
+
+static void test_file_link(void)
+{
+    mindb *db = su_open_store(1);
+    CHECK_OK(mindb_create(db, KEY("fl"), S_IFDIR | 0755, 0, 0, NULL, 0));
+    CHECK_OK(mindb_create(db, KEY("fl/sub"), S_IFDIR | 0755, 0, 0, NULL, 0));
+    SU_PUT_STR(db, "fl/a", "data");
+    mindb_file *f = OPEN_FILE(db, "fl/a", 0, 0);
+    int64_t dir_mtime = STAT(db, "fl/sub").mtime_ns;
+    int64_t ctime = STAT(db, "fl/a").ctime_ns;
+    CHECK_OK(mindb_file_link(f, KEY("fl/b")));
+    CHECK_OK(mindb_file_link(f, KEY("fl/sub/c")));
+    CHECK(STAT(db, "fl/sub").mtime_ns >= dir_mtime);
+    CHECK(STAT(db, "fl/a").ctime_ns >= ctime);
+    struct mindb_stat st;
+    CHECK_OK(mindb_fstat(f, &st));
+    CHECK_EQ(st.nlink, 3);
+    PWRITE(f, "DA", 2, 0);
+    EXPECT_STR(db, "fl/sub/c", "DAta");
+
+    /* Errors: the new name first, then the object. */
+    CHECK_ERR(mindb_file_link(f, KEY("fl/b")), -EEXIST);
+    CHECK_ERR(mindb_file_link(f, KEY("fl/sub")), -EEXIST);
+    CHECK_ERR(mindb_file_link(f, "", 0), -EEXIST); /* the root */
+    CHECK_ERR(mindb_file_link(f, NULL, 1), -EINVAL);
+    char long_key[MINDB_MAX_KEY + 1];
+    memset(long_key, 'k', sizeof long_key);
+    CHECK_ERR(mindb_file_link(f, long_key, sizeof long_key), -ENAMETOOLONG);
+    mindb_file_close(f);
+    mindb_file *d = OPEN_FILE(db, "fl/sub", 0, 0);
+    CHECK_ERR(mindb_file_link(d, KEY("fl/d2")), -EPERM);
+    CHECK_ERR(mindb_file_link(d, KEY("fl/a")), -EEXIST);
+    mindb_file_close(d);
+
+    /* After the last name is gone: ENOENT, as linkat() of an unlinked file
+     * on ext4; while another name is left, the link works. */
+    SU_PUT_STR(db, "fl/orphan", "orphan");
+    f = OPEN_FILE(db, "fl/orphan", 0, 0);
+    CHECK_OK(mindb_delete(db, KEY("fl/orphan")));
+    CHECK_ERR(mindb_file_link(f, KEY("fl/back")), -ENOENT);
+    CHECK_ERR(mindb_file_link(f, KEY("fl/a")), -EEXIST);
+    CHECK_OK(mindb_fstat(f, &st));
+    CHECK_EQ(st.nlink, 0);
+    mindb_file_close(f);
+    SU_PUT_STR(db, "fl/kept", "kept");
+    f = OPEN_FILE(db, "fl/kept", 0, 0);
+    CHECK_OK(mindb_link(db, KEY("fl/kept"), KEY("fl/kept1")));
+    CHECK_OK(mindb_delete(db, KEY("fl/kept")));
+    CHECK_OK(mindb_file_link(f, KEY("fl/kept2")));
+    CHECK_OK(mindb_delete(db, KEY("fl/kept1")));
+    mindb_file_close(f);
+
+    /* The records replay: after a reopen from the log alone (a child that
+     * crashes), after a close and after a checkpoint. */
+    file_link_check(db, 0);
+    CHECK_OK(mindb_close(db));
+    SU_RUN_UNCLOSED(crash_link, NULL);
+    db = SU_OPEN(su_store_dir, &su_store_opts);
+    int link_records = 0;
+    CHECK(mindb_describe_log(db, count_link_id, &link_records) > 0);
+    CHECK_EQ(link_records, 1);
+    file_link_check(db, 1);
+    db = su_reopen_store(db);
+    file_link_check(db, 1);
+    CHECK_OK(mindb_checkpoint(db));
+    db = su_reopen_store(db);
+    file_link_check(db, 1);
+
+    /* Read-only: refused before anything. */
+    CHECK_OK(mindb_close(db));
+    struct mindb_options o = su_store_opts;
+    o.read_only = 1;
+    db = SU_OPEN(su_store_dir, &o);
+    f = OPEN_FILE(db, "fl/a", 0, 0);
+    CHECK_ERR(mindb_file_link(f, KEY("fl/ro")), -EROFS);
+    mindb_file_close(f);
+    CHECK_OK(mindb_close(db));
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
     tu_run("handles", test_handles);
     tu_run("xattrs", test_xattrs);
+    tu_run("file_xattrs", test_file_xattrs);
+    tu_run("file_link", test_file_link);
     tu_run("setattr", test_setattr);
     tu_run("truncate", test_truncate);
     tu_run("sparse", test_sparse);
