@@ -296,7 +296,8 @@ int node_key(struct node *dir, const char *name, char key[MINDB_MAX_KEY + 1])
     if (len > NAME_MAX_BYTES)
         return -ENAMETOOLONG;
     pos -= len;
-    memcpy(key + pos, name, len);
+    if (len)
+        memcpy(key + pos, name, len);
     for (struct node *d = dir; d->ino != FUSE_ROOT_ID; d = d->parent) {
         if (!d->parent)
             return -ENOENT; /* removed, or not a directory */
