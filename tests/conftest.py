@@ -14,6 +14,7 @@ import hashlib
 import os
 import pathlib
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -441,13 +442,29 @@ def cleanup_all_mounts():
 
 
 @pytest.fixture(autouse=True)
-def _unmount_leftovers():
-    """Clears mounts a test started and left behind (e.g. when it failed)."""
+def _unmount_leftovers(request):
+    """Clears mounts a test started and left behind (e.g. when it failed), and
+    after a passed test, the stores it left in its tmp_path."""
     before = set(map(id, _LIVE))
     yield
     for m in list(_LIVE):
         if id(m) not in before:
             m._cleanup_quietly()
+    tmp_path = request.node.funcargs.get("tmp_path")
+    rep = getattr(request.node, "rep_call", None)
+    if tmp_path is not None and rep is not None and rep.passed:
+        _remove_stores_under(tmp_path)
+
+
+def _remove_stores_under(tmp_path):
+    """Removes the stores (directories holding FORMAT) up to two levels under
+    tmp_path that no mount uses: each holds a few hundred MB of preallocated
+    log, and pytest keeps the last three runs' directories."""
+    in_use = {pathlib.Path(_real(m.store)) for m in _LIVE}
+    for d in [tmp_path, *tmp_path.iterdir(), *tmp_path.glob("*/*")]:
+        if d.is_dir() and not d.is_symlink() and (d / "FORMAT").is_file() and (
+                pathlib.Path(_real(d)) not in in_use) and not is_mounted(d):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -470,8 +487,18 @@ def _mount_fixture(request, tmp_path, options):
             m._cleanup_quietly()
         else:
             m.stop()
+            _remove_store(m, tmp_path)
     finally:
         m._cleanup_quietly()
+
+
+def _remove_store(m, tmp_path):
+    """Removes the store of a passed test: every store holds a few hundred MB of
+    preallocated log, and pytest keeps the last three runs' directories. A failed
+    test keeps its store for a look."""
+    store = pathlib.Path(m.store)
+    if not m.running() and not is_mounted(m.mnt) and tmp_path in store.parents:
+        shutil.rmtree(store, ignore_errors=True)
 
 
 def _test_failed(request):
@@ -499,7 +526,7 @@ def fs_wb(request, tmp_path):
 
 
 @pytest.fixture
-def mount_factory(request):
+def mount_factory(request, tmp_path):
     """make(store, mnt, options=()) -> a started Mount, stopped at teardown."""
     made = []
 
@@ -524,6 +551,8 @@ def mount_factory(request):
             m._cleanup_quietly()
     if errors:
         raise errors[0]
+    for m in made:
+        _remove_store(m, tmp_path)
 
 
 @pytest.fixture

@@ -194,6 +194,19 @@ def test_startup_error_is_one_line_nonzero_and_mounts_nothing(tmp_path, mount_fa
         assert_store_intact(store)
 
 
+@pytest.mark.parametrize("case", ["unknown_option", "missing_mountpoint", "bad_value"])
+def test_failed_start_does_not_create_the_store(tmp_path, case):
+    store, mnt = tmp_path / "new-store", tmp_path / "mnt"
+    mnt.mkdir()
+    args = {"unknown_option": [store, mnt, "-f", "-o", "bogus"],
+            "missing_mountpoint": [store, tmp_path / "no-such-mountpoint", "-f"],
+            "bad_value": [store, mnt, "-f", "-o", "compression=99"]}[case]
+    r = mindbfs(*args)
+    assert r.returncode != 0
+    nothing_mounted(store, mnt)
+    assert not store.exists(), f"a refused start left a store behind: {os.listdir(store)}"
+
+
 @pytest.mark.parametrize("how", ["missing", "empty"])
 def test_missing_or_empty_store_dir_is_created(tmp_path, mount_factory, how):
     store = tmp_path / "new" / "store" if how == "missing" else tmp_path / "store"
