@@ -53,7 +53,7 @@ struct node {
     /* Contents changed since the kernel last opened it: its page cache is
      * kept on open only when nothing was written since the last open. */
     _Atomic uint64_t data_version;
-    uint64_t open_version;
+    _Atomic uint64_t open_version;
     struct node *hash_next;
 };
 

@@ -21,6 +21,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import stat
 import subprocess
 import time
@@ -1534,7 +1535,13 @@ def test_deep_path_near_path_max(pair):
             out.append(len(os.listdir(d)[0]))
             os.close(d)
             os.rename(leaf, rel + "/s", src_dir_fd=root_fd, dst_dir_fd=root_fd)
-            out.append(sorted(len(n) for n in os.listdir(os.path.join(r, *rel.split("/")[:15]))))
+            d = os.open("/".join(rel.split("/")[:15]), os.O_RDONLY | os.O_DIRECTORY,
+                        dir_fd=root_fd)
+            out.append(sorted(len(n) for n in os.listdir(d)))
+            os.close(d)
+            # Removed through descriptors: the absolute paths of a deep tree
+            # under the test's directory pass PATH_MAX.
+            shutil.rmtree(comp, dir_fd=root_fd)
             return out
         finally:
             os.close(root_fd)
