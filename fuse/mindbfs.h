@@ -44,7 +44,7 @@ struct node {
     fuse_ino_t ino;
     uint64_t id;        /* the store object's */
     uint32_t mode;      /* type bits, for path building and checks */
-    mindb_file *obj;    /* the handle that keeps the object alive */
+    mindb_file *obj;    /* the handle that keeps the object alive (NULL: bare) */
     uint64_t nlookup;   /* the kernel's references */
     unsigned pins;      /* open handles, and child directories naming it */
     struct node *parent; /* directories only; NULL at the root or once removed */
@@ -81,6 +81,16 @@ struct node *node_get(struct mindbfs *fs, fuse_ino_t ino);
  * node is made (with a handle on the object) when missing. */
 int node_lookup(struct mindbfs *fs, const struct mindb_stat *st, struct node *parent,
                 const char *name, struct node **out);
+/* A store written through the library may hold "a/b" without a key "a".
+ * A read-write mount makes "a" a directory when it is looked up; a
+ * read-only one shows a directory without an object ("bare": obj NULL),
+ * numbered from its parent and name above the range of object ids. */
+#define BARE_INO_BIT (1ull << 63)
+fuse_ino_t bare_ino(fuse_ino_t parent, const char *name);
+int node_lookup_bare(struct mindbfs *fs, struct node *parent, const char *name,
+                     struct node **out);
+/* The node's attributes (a bare one's are made up from the root's). */
+int node_stat(struct mindbfs *fs, struct node *node, struct mindb_stat *st);
 void node_forget(struct mindbfs *fs, struct node *node, uint64_t nlookup);
 void node_pin(struct mindbfs *fs, struct node *node);
 void node_unpin(struct mindbfs *fs, struct node *node);

@@ -244,6 +244,74 @@ int node_lookup(struct mindbfs *fs, const struct mindb_stat *st, struct node *pa
     return 0;
 }
 
+fuse_ino_t bare_ino(fuse_ino_t parent, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ parent;
+    for (const char *c = name; *c; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    return (fuse_ino_t)(h | BARE_INO_BIT);
+}
+
+int node_lookup_bare(struct mindbfs *fs, struct node *parent, const char *name, struct node **out)
+{
+    fuse_ino_t ino = bare_ino(parent->ino, name);
+    pthread_mutex_lock(&fs->table_lock);
+    struct node *n = table_find(fs, ino);
+    if (n)
+        n->nlookup++;
+    pthread_mutex_unlock(&fs->table_lock);
+    if (n) {
+        *out = n;
+        return 0;
+    }
+    n = calloc(1, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    n->ino = ino;
+    n->mode = S_IFDIR | 0555;
+    n->nlookup = 1;
+    int err = node_set_name(n, name);
+    if (err) {
+        node_free(n);
+        return err;
+    }
+    pthread_mutex_lock(&fs->table_lock);
+    struct node *won = table_find(fs, ino);
+    if (won) {
+        won->nlookup++;
+    } else {
+        n->parent = parent;
+        parent->pins++;
+        err = table_insert(fs, n);
+        if (err) {
+            parent->pins--;
+            n->parent = NULL;
+        }
+    }
+    pthread_mutex_unlock(&fs->table_lock);
+    if (won || err) {
+        node_free(n);
+        if (err)
+            return err;
+        n = won;
+    }
+    *out = n;
+    return 0;
+}
+
+int node_stat(struct mindbfs *fs, struct node *n, struct mindb_stat *st)
+{
+    if (n->obj)
+        return mindb_fstat(n->obj, st);
+    /* A bare prefix on a read-only mount: a directory like the root. */
+    int err = mindb_fstat(fs->root->obj, st);
+    st->id = 0;
+    st->mode = n->mode;
+    st->nlink = 2;
+    st->size = st->disk_bytes = 0;
+    return err;
+}
+
 void node_forget(struct mindbfs *fs, struct node *n, uint64_t nlookup)
 {
     pthread_mutex_lock(&fs->table_lock);

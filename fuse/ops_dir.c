@@ -49,17 +49,13 @@ void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* The inode number listed for a child. A prefix without a key of its own
- * (written through the library) has no object yet: it gets a number from
- * its name, outside the range of object ids, until it is looked up. */
-static ino_t child_ino(struct mindbfs *fs, const struct mindb_stat *st, const char *name,
-                       size_t len)
+ * (written through the library) has no object: it is listed with the number
+ * a read-only mount gives it (a read-write one makes it a directory, with an
+ * id, when it is looked up). */
+static ino_t child_ino(struct mindbfs *fs, const struct mindb_stat *st, fuse_ino_t dir,
+                       const char *name)
 {
-    if (st->id != 0)
-        return ino_of_id(fs, st->id);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)name[i]) * 1099511628211ull;
-    return (ino_t)(h | (1ull << 63));
+    return st->id != 0 ? ino_of_id(fs, st->id) : bare_ino(dir, name);
 }
 
 /* Adds entries to `buf` from offset `d->next_off` on; returns the bytes
@@ -113,7 +109,7 @@ static ssize_t fill_listing(fuse_req_t req, struct mindbfs *fs, struct dir_handl
         memcpy(name, child, len);
         name[len] = '\0';
         if (d->next_off + 1 > skip_to) {
-            st.st_ino = child_ino(fs, &ms, name, len);
+            st.st_ino = child_ino(fs, &ms, d->node->ino, name);
             st.st_mode = ms.mode & S_IFMT;
             size_t n = fuse_add_direntry(req, buf + used, size - used, name, &st, d->next_off + 1);
             if (n > size - used)

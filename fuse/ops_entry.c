@@ -57,6 +57,7 @@ int reply_entry(fuse_req_t req, struct mindbfs *fs, struct node *node, const str
     e.attr_timeout = fs->conf->attr_timeout;
     e.entry_timeout = fs->conf->entry_timeout;
     stat_from_mindb(fs, st, &e.attr);
+    e.attr.st_ino = node->ino;
     if (fuse_reply_entry(req, &e) != 0) {
         /* The kernel did not take the reference (the request was
          * interrupted): give it back. */
@@ -112,10 +113,14 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct mindb_stat st;
     struct node *node = NULL;
     pthread_rwlock_rdlock(&fs->tree);
-    int key_len = node_key(node_get(fs, parent), name, key);
+    struct node *dir = node_get(fs, parent);
+    int key_len = node_key(dir, name, key);
     int err = key_len < 0 ? key_len : stat_key(fs, key, key_len, &st);
     if (!err)
-        err = node_lookup(fs, &st, node_get(fs, parent), name, &node);
+        err = node_lookup(fs, &st, dir, name, &node);
+    else if (err == -ENOENT && fs->conf->read_only && is_bare_prefix(fs->db, key, key_len) &&
+             (err = node_lookup_bare(fs, dir, name, &node)) == 0)
+        err = node_stat(fs, node, &st);
     pthread_rwlock_unlock(&fs->tree);
     if (err == -ENOENT && fs->conf->negative_timeout > 0) {
         /* A negative entry the kernel may cache. */
@@ -150,13 +155,14 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 static void reply_attr_of(fuse_req_t req, struct mindbfs *fs, struct node *node)
 {
     struct mindb_stat st;
-    int err = mindb_fstat(node->obj, &st);
+    int err = node_stat(fs, node, &st);
     if (err) {
         fuse_reply_err(req, fs_errno(err));
         return;
     }
     struct stat attr;
     stat_from_mindb(fs, &st, &attr);
+    attr.st_ino = node->ino;
     fuse_reply_attr(req, &attr, fs->conf->attr_timeout);
 }
 
@@ -216,7 +222,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
         fields |= MINDB_SET_CTIME;
         a.ctime_ns = ns_of(attr->st_ctim);
     }
-    int err = fields ? mindb_fsetattr(node->obj, &a, fields) : 0;
+    int err = !node->obj ? -EROFS : fields ? mindb_fsetattr(node->obj, &a, fields) : 0;
     if (err) {
         fuse_reply_err(req, fs_errno(err));
         return;
@@ -254,7 +260,7 @@ static int make_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     pthread_rwlock_rdlock(&fs->tree);
     struct node *dir = node_get(fs, parent);
     int key_len = node_key(dir, name, key);
-    int err = key_len < 0 ? key_len : mindb_fstat(dir->obj, st);
+    int err = key_len < 0 ? key_len : !dir->obj ? -EROFS : mindb_fstat(dir->obj, st);
     if (!err && (st->mode & S_ISGID)) {
         gid = st->gid;
         if (S_ISDIR(mode))

@@ -38,8 +38,8 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
         f |= MINDB_XATTR_CREATE;
     if (flags & XATTR_REPLACE)
         f |= MINDB_XATTR_REPLACE;
-    struct mindbfs *fs = fs_of(req);
-    int err = mindb_file_setxattr(node_get(fs, ino)->obj, name, value, size, f);
+    mindb_file *obj = node_get(fs_of(req), ino)->obj;
+    int err = obj ? mindb_file_setxattr(obj, name, value, size, f) : -EROFS;
     fuse_reply_err(req, fs_errno(err));
 }
 
@@ -74,16 +74,17 @@ struct get_ctx {
     const char *name;
 };
 
+/* A bare directory (obj NULL) has no attributes. */
 static ssize_t get_value(void *ctx, char *buf, size_t size)
 {
     struct get_ctx *g = ctx;
-    return mindb_file_getxattr(g->obj, g->name, buf, size);
+    return g->obj ? mindb_file_getxattr(g->obj, g->name, buf, size) : -ENODATA;
 }
 
 static ssize_t get_list(void *ctx, char *buf, size_t size)
 {
     struct get_ctx *g = ctx;
-    return mindb_file_listxattr(g->obj, buf, size);
+    return g->obj ? mindb_file_listxattr(g->obj, buf, size) : 0;
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -108,6 +109,7 @@ void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         fuse_reply_err(req, name_check(name));
         return;
     }
-    int err = mindb_file_removexattr(node_get(fs_of(req), ino)->obj, name);
+    mindb_file *obj = node_get(fs_of(req), ino)->obj;
+    int err = obj ? mindb_file_removexattr(obj, name) : -EROFS;
     fuse_reply_err(req, fs_errno(err));
 }

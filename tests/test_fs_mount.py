@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import re
+import stat
 import subprocess
 import sys
 
@@ -261,6 +262,46 @@ def test_detached_mount_class_round_trip(tmp_path):
         m.remount()
         assert (m.mnt / "hello").read_bytes() == data
     mindb("check", store)
+
+
+# ---- a store written by the tool ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [["ro"], []], ids=["ro", "rw"])
+def test_store_written_by_the_tool_shows_its_directories(tmp_path, mount_factory, options):
+    """`mindb put STORE a/b/c.txt` makes no key "a" or "a/b": the mount still
+    shows them as directories (a read-write mount makes them real ones)."""
+    store, mnt = tmp_path / "store", tmp_path / "mnt"
+    tool = str(mindb_path())
+    subprocess.run([tool, "init", str(store)], check=True)
+    for key, value in [("a/b/c.txt", b"deep\n"), ("a/d.txt", b"shallow\n"), ("top", b"t\n")]:
+        subprocess.run([tool, "put", str(store), key, "-"], input=value, check=True)
+    m = mount_factory(store, mnt, options=options)
+    assert sorted(os.listdir(mnt)) == ["a", "top"]
+    assert sorted(os.listdir(mnt / "a")) == ["b", "d.txt"]
+    assert (mnt / "a" / "b" / "c.txt").read_bytes() == b"deep\n"
+    st = os.stat(mnt / "a" / "b")
+    assert stat.S_ISDIR(st.st_mode) and st.st_nlink == 2
+    # readdir and lookup agree on the inode numbers
+    with os.scandir(mnt / "a") as it:
+        listed = {e.name: e.inode() for e in it}
+    assert listed["d.txt"] == os.stat(mnt / "a" / "d.txt").st_ino
+    if options == ["ro"]:
+        assert listed["b"] == st.st_ino
+        assert os.listxattr(mnt / "a") == []
+        with pytest.raises(OSError) as e:
+            os.mkdir(mnt / "a" / "x")
+        assert e.value.errno == errno.EROFS
+    else:
+        os.mkdir(mnt / "a" / "x")
+        os.setxattr(mnt / "a", "user.k", b"v")
+    m.stop()
+    keys = subprocess.run([tool, "ls", str(store), "-R"], check=True, capture_output=True,
+                          text=True).stdout.split()
+    if options == ["ro"]:
+        assert keys == ["a/b/c.txt", "a/d.txt", "top"]
+    else:
+        assert keys == ["a", "a/b", "a/b/c.txt", "a/d.txt", "a/x", "top"]
 
 
 # ---- read-only -----------------------------------------------------------------------------
