@@ -187,61 +187,78 @@ struct node *node_find(struct mindbfs *fs, uint64_t id)
     return node_get(fs, ino_of_id(fs, id));
 }
 
-int node_lookup(struct mindbfs *fs, const struct mindb_stat *st, struct node *parent,
-                const char *name, struct node **out)
+/* Takes a reference on the node of `ino` if there is one. */
+static struct node *node_take(struct mindbfs *fs, fuse_ino_t ino)
 {
-    fuse_ino_t ino = ino_of_id(fs, st->id);
     pthread_mutex_lock(&fs->table_lock);
     struct node *n = table_find(fs, ino);
     if (n)
         n->nlookup++;
     pthread_mutex_unlock(&fs->table_lock);
-    if (n) {
-        *out = n;
-        return 0;
-    }
+    return n;
+}
 
-    /* A new node: its handle is opened outside the table lock, and a racing
-     * lookup of the same object may have won by the time it is inserted. */
-    n = calloc(1, sizeof(*n));
+/* A new node, made outside the table lock (its store handle is opened
+ * there), goes into the table; a directory pins its parent. A racing lookup
+ * of the same inode may have won meanwhile: then that node is taken and `n`
+ * freed. */
+static int node_publish(struct mindbfs *fs, struct node *n, struct node *parent,
+                        struct node **out)
+{
+    int err = 0;
+    pthread_mutex_lock(&fs->table_lock);
+    struct node *won = table_find(fs, n->ino);
+    if (won) {
+        won->nlookup++;
+    } else if (S_ISDIR(n->mode)) {
+        n->parent = parent;
+        parent->pins++;
+    }
+    if (!won && (err = table_insert(fs, n)) != 0 && n->parent) {
+        parent->pins--;
+        n->parent = NULL;
+    }
+    pthread_mutex_unlock(&fs->table_lock);
+    if (won || err) {
+        node_free(n);
+        n = won;
+    }
+    *out = n;
+    return err;
+}
+
+/* A node of `mode` for inode `ino` with one kernel reference. */
+static struct node *node_new(fuse_ino_t ino, uint64_t id, uint32_t mode, const char *name)
+{
+    struct node *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->ino = ino;
+    n->id = id;
+    n->mode = mode;
+    n->nlookup = 1;
+    if (S_ISDIR(mode) && node_set_name(n, name) != 0) {
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int node_lookup(struct mindbfs *fs, const struct mindb_stat *st, struct node *parent,
+                const char *name, struct node **out)
+{
+    fuse_ino_t ino = ino_of_id(fs, st->id);
+    if ((*out = node_take(fs, ino)) != NULL)
+        return 0;
+    struct node *n = node_new(ino, st->id, st->mode, name);
     if (!n)
         return -ENOMEM;
-    n->ino = ino;
-    n->id = st->id;
-    n->mode = st->mode;
-    n->nlookup = 1;
     int err = mindb_file_open_id(fs->db, st->id, &n->obj);
-    if (!err && S_ISDIR(st->mode))
-        err = node_set_name(n, name);
     if (err) {
         node_free(n);
         return err;
     }
-    pthread_mutex_lock(&fs->table_lock);
-    struct node *won = table_find(fs, ino);
-    if (won) {
-        won->nlookup++;
-    } else {
-        if (S_ISDIR(st->mode)) {
-            n->parent = parent;
-            parent->pins++;
-        }
-        err = table_insert(fs, n);
-    }
-    pthread_mutex_unlock(&fs->table_lock);
-    if (won || err) {
-        n->parent = NULL;
-        node_free(n);
-        if (err) {
-            pthread_mutex_lock(&fs->table_lock);
-            parent->pins--;
-            pthread_mutex_unlock(&fs->table_lock);
-            return err;
-        }
-        n = won;
-    }
-    *out = n;
-    return 0;
+    return node_publish(fs, n, parent, out);
 }
 
 fuse_ino_t bare_ino(fuse_ino_t parent, const char *name)
@@ -255,48 +272,10 @@ fuse_ino_t bare_ino(fuse_ino_t parent, const char *name)
 int node_lookup_bare(struct mindbfs *fs, struct node *parent, const char *name, struct node **out)
 {
     fuse_ino_t ino = bare_ino(parent->ino, name);
-    pthread_mutex_lock(&fs->table_lock);
-    struct node *n = table_find(fs, ino);
-    if (n)
-        n->nlookup++;
-    pthread_mutex_unlock(&fs->table_lock);
-    if (n) {
-        *out = n;
+    if ((*out = node_take(fs, ino)) != NULL)
         return 0;
-    }
-    n = calloc(1, sizeof(*n));
-    if (!n)
-        return -ENOMEM;
-    n->ino = ino;
-    n->mode = S_IFDIR | 0555;
-    n->nlookup = 1;
-    int err = node_set_name(n, name);
-    if (err) {
-        node_free(n);
-        return err;
-    }
-    pthread_mutex_lock(&fs->table_lock);
-    struct node *won = table_find(fs, ino);
-    if (won) {
-        won->nlookup++;
-    } else {
-        n->parent = parent;
-        parent->pins++;
-        err = table_insert(fs, n);
-        if (err) {
-            parent->pins--;
-            n->parent = NULL;
-        }
-    }
-    pthread_mutex_unlock(&fs->table_lock);
-    if (won || err) {
-        node_free(n);
-        if (err)
-            return err;
-        n = won;
-    }
-    *out = n;
-    return 0;
+    struct node *n = node_new(ino, 0, S_IFDIR | 0555, name);
+    return n ? node_publish(fs, n, parent, out) : -ENOMEM;
 }
 
 int node_stat(struct mindbfs *fs, struct node *n, struct mindb_stat *st)
