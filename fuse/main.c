@@ -291,6 +291,7 @@ static int run(struct mindbfs_config *conf, struct fuse_args *args)
 out_signals:
     fuse_remove_signal_handlers(se);
 out_nodes:
+    dirs_release_all(&fs);
     nodes_destroy(&fs);
     err = mindb_close(fs.db);
     if (err) {

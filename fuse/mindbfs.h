@@ -69,6 +69,9 @@ struct mindbfs {
     struct node **buckets;
     size_t mask, count;
     struct node *root;
+    /* Directories open now (ops_dir.c), under table_lock: the kernel may
+     * unmount before the last RELEASEDIR arrives, and they are freed then. */
+    struct dir_handle *open_dirs;
 };
 
 /* ---- nodes.c ---- */
@@ -154,6 +157,8 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                   struct fuse_file_info *fi);
 
+/* Frees the directory handles the kernel did not release (at unmount). */
+void dirs_release_all(struct mindbfs *fs);
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 struct fuse_file_info *fi);

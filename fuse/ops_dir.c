@@ -16,11 +16,31 @@
 #include <sys/statvfs.h>
 
 struct dir_handle {
+    struct dir_handle *prev, *next; /* fs->open_dirs */
     struct node *node;
     off_t next_off;                   /* the offset the last entry returned gave */
     size_t last_len;                  /* the key of the last child returned */
     char last[MINDB_MAX_KEY + 2];
 };
+
+static void dir_unlink(struct mindbfs *fs, struct dir_handle *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        fs->open_dirs = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static void dir_close(struct mindbfs *fs, struct dir_handle *d)
+{
+    pthread_mutex_lock(&fs->table_lock);
+    dir_unlink(fs, d);
+    pthread_mutex_unlock(&fs->table_lock);
+    node_unpin(fs, d->node);
+    free(d);
+}
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -32,20 +52,31 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     d->node = node_get(fs, ino);
     node_pin(fs, d->node);
+    pthread_mutex_lock(&fs->table_lock);
+    d->next = fs->open_dirs;
+    if (d->next)
+        d->next->prev = d;
+    fs->open_dirs = d;
+    pthread_mutex_unlock(&fs->table_lock);
     fi->fh = (uintptr_t)d;
-    if (fuse_reply_open(req, fi) != 0) {
-        node_unpin(fs, d->node);
-        free(d);
-    }
+    if (fuse_reply_open(req, fi) != 0)
+        dir_close(fs, d);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-    node_unpin(fs_of(req), d->node);
-    free(d);
+    dir_close(fs_of(req), (struct dir_handle *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
+}
+
+void dirs_release_all(struct mindbfs *fs)
+{
+    while (fs->open_dirs) {
+        struct dir_handle *d = fs->open_dirs;
+        dir_unlink(fs, d);
+        free(d);
+    }
 }
 
 /* The inode number listed for a child. A prefix without a key of its own
