@@ -21,8 +21,7 @@
 #define DEFAULT_TIMEOUT 1.0
 
 enum {
-    KEY_STORE_OPTION = 0, /* kept for libfuse as well: ro, allow_other */
-    KEY_HELP,
+    KEY_HELP = 1,
     KEY_VERSION,
     KEY_RO,
     KEY_ALLOW_OTHER,
