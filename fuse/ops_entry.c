@@ -49,15 +49,22 @@ void stat_from_mindb(const struct mindbfs *fs, const struct mindb_stat *in, stru
     out->st_ctim = ts_of(in->ctime_ns);
 }
 
+/* What the kernel is told of a node it now holds. */
+static void entry_param(const struct mindbfs *fs, const struct node *node,
+                        const struct mindb_stat *st, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->ino = node->ino;
+    e->attr_timeout = fs->conf->attr_timeout;
+    e->entry_timeout = fs->conf->entry_timeout;
+    stat_from_mindb(fs, st, &e->attr);
+    e->attr.st_ino = node->ino;
+}
+
 int reply_entry(fuse_req_t req, struct mindbfs *fs, struct node *node, const struct mindb_stat *st)
 {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = node->ino;
-    e.attr_timeout = fs->conf->attr_timeout;
-    e.entry_timeout = fs->conf->entry_timeout;
-    stat_from_mindb(fs, st, &e.attr);
-    e.attr.st_ino = node->ino;
+    entry_param(fs, node, st, &e);
     if (fuse_reply_entry(req, &e) != 0) {
         /* The kernel did not take the reference (the request was
          * interrupted): give it back. */
@@ -325,11 +332,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     node->open_version = node->data_version;
     fi->fh = (uintptr_t)node;
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = node->ino;
-    e.attr_timeout = fs->conf->attr_timeout;
-    e.entry_timeout = fs->conf->entry_timeout;
-    stat_from_mindb(fs, &st, &e.attr);
+    entry_param(fs, node, &st, &e);
     if (fuse_reply_create(req, &e, fi) != 0) {
         node_unpin(fs, node);
         node_forget(fs, node, 1);

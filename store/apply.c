@@ -247,6 +247,16 @@ static int apply_delete(mindb *db, const struct rec *r, enum apply_mode mode)
     return 0;
 }
 
+/* The end both links share, once the names are checked: `obj` gets key2. */
+static int link_object(mindb *db, const struct rec *r, struct object *obj, enum apply_mode mode)
+{
+    if (obj->nlink >= UINT32_MAX - 1)
+        return -EMLINK;
+    GATE(db, r, mode);
+    obj->ctime = r->time;
+    return bind_key(db, r->key2, r->key2_len, obj, r->time);
+}
+
 static int apply_link(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     struct object *obj = lookup(db, r->key, r->key_len);
@@ -256,11 +266,7 @@ static int apply_link(mindb *db, const struct rec *r, enum apply_mode mode)
         return -EPERM;
     if (r->key2_len == 0 || lookup(db, r->key2, r->key2_len))
         return -EEXIST; /* the empty key is the root, which always exists */
-    if (obj->nlink >= UINT32_MAX - 1)
-        return -EMLINK;
-    GATE(db, r, mode);
-    obj->ctime = r->time;
-    return bind_key(db, r->key2, r->key2_len, obj, r->time);
+    return link_object(db, r, obj, mode);
 }
 
 /* A new name for an object found by id (through a handle). The errors come
@@ -278,11 +284,7 @@ static int apply_link_id(mindb *db, const struct rec *r, enum apply_mode mode)
         return -EPERM;
     if (obj->nlink == 0)
         return -ENOENT;
-    if (obj->nlink >= UINT32_MAX - 1)
-        return -EMLINK;
-    GATE(db, r, mode);
-    obj->ctime = r->time;
-    return bind_key(db, r->key2, r->key2_len, obj, r->time);
+    return link_object(db, r, obj, mode);
 }
 
 /* ---- rename ---- */

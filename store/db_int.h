@@ -159,6 +159,10 @@ int check_key(const void **key, size_t len);
  * the record's id and time, and prepares the chunks a write or truncate
  * touches. */
 int change_object(mindb *db, const void *key, size_t key_len, uint64_t id, struct rec *r);
+/* Runs one change from start to end: back-pressure, the lock, the record
+ * (a put or create gets the next id, a change by key its object's id),
+ * the commit sync_writes asks for. */
+int run_change(mindb *db, struct rec *r);
 void stat_fill(const struct object *obj, struct mindb_stat *st);
 
 /* ---- file.c ---- */

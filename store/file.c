@@ -224,13 +224,6 @@ int mindb_file_link(mindb_file *f, const void *new_key, size_t new_len)
     int err = check_key(&new_key, new_len);
     if (err)
         return err;
-    mindb *db = f->db;
-    if ((err = change_begin(db)))
-        return err;
-    pthread_rwlock_wrlock(&db->state);
     struct rec r = {.type = REC_LINK_ID, .id = f->obj->id, .key2 = new_key, .key2_len = new_len};
-    err = log_change(db, &r);
-    uint64_t end = atomic_load(&db->last_end);
-    pthread_rwlock_unlock(&db->state);
-    return change_end(db, err, end);
+    return run_change(f->db, &r);
 }

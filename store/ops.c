@@ -98,8 +98,7 @@ int log_change(mindb *db, struct rec *r)
     return 0;
 }
 
-/* Runs one change on a key: lock, log, unlock, and what follows. */
-static int run_change(mindb *db, struct rec *r)
+int run_change(mindb *db, struct rec *r)
 {
     int err = change_begin(db);
     if (err)
