@@ -29,13 +29,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     /* Linux truncates on O_TRUNC even when opening read-only (the kernel
-     * has checked write permission). */
+     * has checked write permission), and an empty file too: that sets its
+     * mtime and ctime, as on ext4. */
     if (fi->flags & O_TRUNC) {
         struct mindb_stat st;
         int err = mindb_fstat(node->obj, &st);
-        if (!err && st.size > 0) {
+        if (!err) {
+            if (st.size > 0)
+                node->data_version++;
             err = mindb_truncate(node->obj, 0);
-            node->data_version++;
         }
         if (err) {
             fuse_reply_err(req, fs_errno(err));
@@ -184,6 +186,12 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len
     (void)ino;
     struct node *node = file_node(fi);
     int err = off < 0 || len < 0 ? -EINVAL : fallocate_node(node, mode, (uint64_t)off, (uint64_t)len);
+    /* It sets mtime and ctime even where no byte changed (space is never
+     * reserved here), as ext4 and tmpfs do. */
+    if (!err) {
+        struct mindb_attr now = {.mtime_ns = MINDB_TIME_NOW};
+        err = mindb_fsetattr(node->obj, &now, MINDB_SET_MTIME);
+    }
     node->data_version++;
     fuse_reply_err(req, fs_errno(err));
 }

@@ -109,8 +109,12 @@ int options_parse(struct fuse_args *args, struct mindbfs_config *conf)
     if (!conf->conn_opts)
         return -1;
     struct fuse_cmdline_opts cmd;
-    if (fuse_parse_cmdline(args, &cmd) != 0)
+    if (fuse_parse_cmdline(args, &cmd) != 0) {
+        /* libfuse keeps the mount point it took before a later argument
+         * failed: freeing it is the caller's job. */
+        free(cmd.mountpoint);
         return -1;
+    }
     conf->mountpoint = cmd.mountpoint;
     conf->foreground = cmd.foreground;
     conf->debug = cmd.debug;

@@ -153,6 +153,16 @@ static void unbind_key(mindb *db, const uint8_t *key, size_t len, int64_t t)
     object_unref(db, obj);
 }
 
+/* Whether a record may make an object of id `id`. Live, ids come from
+ * next_id and always may; a log replayed has them from its records, and
+ * an id in use would make two objects of one id, which the next
+ * checkpoint writes into a manifest no open accepts. Ids run from 1 to
+ * UINT64_MAX - 1, so that next_id never wraps round to 0. */
+static int id_unused(mindb *db, uint64_t id)
+{
+    return id != 0 && id != UINT64_MAX && !objtable_get(&db->objects, id);
+}
+
 static struct object *new_object(mindb *db, const struct rec *r, uint32_t mode)
 {
     struct object *obj = object_new(r->id, mode, r->uid, r->gid, r->time);
@@ -168,6 +178,8 @@ static int apply_put(mindb *db, const struct rec *r, enum apply_mode mode)
 {
     if (r->key_len == 0)
         return -EISDIR; /* the root */
+    if (!id_unused(db, r->id))
+        return -EINVAL;
     struct ki_where where;
     struct kinode *n = keyindex_locate(db->index, r->key, r->key_len, &where);
     if (n && is_dir(n->obj))
@@ -219,6 +231,8 @@ static int apply_create(mindb *db, const struct rec *r, enum apply_mode mode)
         return -EEXIST;
     if (r->key_len == 0 && type != S_IFDIR)
         return -EINVAL; /* the root, made at open, is a directory */
+    if (!id_unused(db, r->id))
+        return -EINVAL;
     GATE(db, r, mode);
     struct object *obj = new_object(db, r, r->mode);
     if (!obj)

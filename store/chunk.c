@@ -18,14 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A chunk that does not read back: where it is, so a person can look. */
+/* A chunk that does not read back: where it is, so a person can look. The
+ * data segment layer answers -EIO both for a record that fails its checks
+ * and for a read the disk failed, so the line names both. */
 static void log_chunk_error(mindb *db, const struct object *obj, uint64_t index,
                             const struct chunk_ref *ref, int err)
 {
     db_log(db, "data segment %08x offset %llu (object %llu, bytes from %llu): %s", ref->seg,
            (unsigned long long)ref->off, (unsigned long long)obj->id,
            (unsigned long long)(index * CHUNK_BYTES),
-           err == -EIO ? "checksum or format mismatch" : mindb_strerror(err));
+           err == -EIO ? "read error, or checksum or format mismatch" : mindb_strerror(err));
 }
 
 static uint32_t slot_valid_len(const struct chunk_slot *s)

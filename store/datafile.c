@@ -202,6 +202,8 @@ int datafile_open(int store_dirfd, const char *name, int create,
     df->level = options->compression_level;
     df->segment_bytes = options->segment_bytes ? options->segment_bytes : DEFAULT_SEGMENT_BYTES;
     df->next_no = 1;
+    df->log = options->log;
+    df->log_ctx = options->log_ctx;
     df->lru.lru_prev = df->lru.lru_next = &df->lru;
     pthread_mutex_init(&df->sync_mu, NULL);
     pthread_mutex_init(&df->append_mu, NULL);

@@ -47,6 +47,9 @@ struct datafile_options {
     uint64_t segment_bytes;
     int read_only;           /* never create or write anything */
     const struct wal_io *io; /* NULL: wal_posix_io */
+    /* Told which segment stops the open, and why (NULL: nobody). */
+    void (*log)(void *ctx, const char *message);
+    void *log_ctx;
 };
 
 struct datafile_stats {

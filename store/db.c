@@ -367,7 +367,9 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
                                     .cache_bytes = db->opt.cache_bytes,
                                     .segment_bytes = db->opt.data_segment_bytes,
                                     .read_only = db->opt.read_only,
-                                    .io = db->io};
+                                    .io = db->io,
+                                    .log = wal_log_adapter,
+                                    .log_ctx = db};
     if ((err = datafile_open(db->dirfd, "data", fresh, &dopt, &db->data))) {
         db->data = NULL;
         goto fail;
@@ -392,6 +394,20 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
         if (stop.reason != WAL_STOP_END && stop.reason != WAL_STOP_NONE)
             db_log(db, "%s: recovered after a crash; the log ended at %llu (%s)", dir,
                    (unsigned long long)stop.pos, wal_stop_reason_name(stop.reason));
+        /* A manifest is written only once the log is durable up to its
+         * position, so a log ending before it has lost committed records (a
+         * segment truncated or removed), and what came after them is gone
+         * without a trace. Written on, it would also put new records below
+         * that position, where the next replay never looks. */
+        if (wal_append_pos(db->log) < db->checkpoint_pos) {
+            db_log(db,
+                   "%s: the log ends at %llu, before the manifest's position %llu: "
+                   "log segments are missing or damaged",
+                   dir, (unsigned long long)wal_append_pos(db->log),
+                   (unsigned long long)db->checkpoint_pos);
+            err = MINDB_ECORRUPT;
+            goto fail;
+        }
         if ((err = replay(db)))
             goto fail;
         if ((err = drop_orphans(db)) || (err = root_ensure(db)))
@@ -463,8 +479,12 @@ struct stats_walk {
 static void stats_object(void *ctx, struct object *obj)
 {
     struct stats_walk *w = ctx;
+    /* Sparse files reach MINDB_MAX_SIZE each: the sum stops at the top
+     * rather than wrapping round to a small number. */
     if (obj->nlink)
-        w->s->logical_bytes += obj->size;
+        w->s->logical_bytes = obj->size > UINT64_MAX - w->s->logical_bytes
+                                  ? UINT64_MAX
+                                  : w->s->logical_bytes + obj->size;
     for (uint32_t i = 0; i < obj->n_slots; i++) {
         const struct chunk_ref *r = &obj->slots[i].ref;
         if (r->seg) {

@@ -455,7 +455,9 @@ static int load_object(mindb *db, struct reader *r)
     RD(r, mt);
     RD(r, ct);
     RD(r, n_c);
-    if (r->bad || id == 0 || objtable_get(&db->objects, id) || size > MINDB_MAX_SIZE)
+    /* Ids run from 1 to UINT64_MAX - 1 (see apply.c). */
+    if (r->bad || id == 0 || id == UINT64_MAX || objtable_get(&db->objects, id) ||
+        size > MINDB_MAX_SIZE)
         return MINDB_ECORRUPT;
     struct object *obj = object_new(id, mode, uid, gid, 0);
     if (!obj)
@@ -465,6 +467,10 @@ static int load_object(mindb *db, struct reader *r)
     obj->mtime = mt;
     obj->ctime = ct;
     objtable_put(&db->objects, obj);
+    /* The header's next id is a floor: ids already used are never handed
+     * out again, whatever it says. */
+    if (id >= db->next_id)
+        db->next_id = id + 1;
     for (uint32_t i = 0; i < n_x; i++) {
         uint16_t nl;
         uint32_t vl;
@@ -506,6 +512,58 @@ static int load_object(mindb *db, struct reader *r)
 
 static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys);
 
+/*
+ * Decompresses the body, which must be one zstd frame of exactly body_len
+ * bytes. The buffer grows with what the frame yields, not with what the
+ * header (or the frame's own size field) claims: a damaged length is
+ * MINDB_ECORRUPT, never an allocation of terabytes. A sound manifest
+ * compresses about 3x, so the first guess is right and nothing is copied.
+ */
+static int inflate_body(const uint8_t *src, size_t src_len, uint64_t body_len, uint8_t **out)
+{
+    if (body_len > SIZE_MAX / 2)
+        return MINDB_ECORRUPT;
+    /* One byte more than the body, so that a frame yielding more is seen. */
+    size_t limit = (size_t)body_len + 1;
+    size_t guess = src_len < SIZE_MAX / 16 - 65536 ? 16 * src_len + 65536 : SIZE_MAX / 2;
+    size_t cap = limit < guess ? limit : guess;
+    uint8_t *buf = malloc(cap);
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    int err = buf && dctx ? 0 : -ENOMEM;
+    ZSTD_inBuffer in = {src, src_len, 0};
+    size_t got = 0;
+    while (!err) {
+        ZSTD_outBuffer o = {buf, cap, got};
+        size_t left = ZSTD_decompressStream(dctx, &o, &in);
+        got = o.pos;
+        if (ZSTD_isError(left) || got > body_len)
+            err = MINDB_ECORRUPT;
+        else if (left == 0)
+            break; /* the frame is whole */
+        else if (got < cap && in.pos == in.size)
+            err = MINDB_ECORRUPT; /* cut short */
+        else if (got == cap) {
+            size_t ncap = cap < limit / 2 ? cap * 2 : limit;
+            uint8_t *n = realloc(buf, ncap);
+            if (!n)
+                err = -ENOMEM;
+            else {
+                buf = n;
+                cap = ncap;
+            }
+        }
+    }
+    ZSTD_freeDCtx(dctx);
+    if (!err && (got != body_len || in.pos != in.size))
+        err = MINDB_ECORRUPT; /* short, or bytes after the frame */
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    return 0;
+}
+
 static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
 {
     if (len < MANIFEST_HEADER + 8 || memcmp(p, MANIFEST_MAGIC, 8) != 0)
@@ -521,21 +579,16 @@ static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
     uint64_t n_obj, n_keys, body_len;
     memcpy(pos, p + 24, 8);
     memcpy(&db->next_id, p + 32, 8);
+    if (db->next_id == 0)
+        db->next_id = 1; /* 0 names no object */
     memcpy(&n_obj, p + 40, 8);
     memcpy(&n_keys, p + 48, 8);
     memcpy(&body_len, p + 56, 8);
-    if (body_len > SIZE_MAX / 2)
-        return -ENOMEM;
-    uint8_t *body = malloc(body_len ? (size_t)body_len : 1);
-    if (!body)
-        return -ENOMEM;
-    size_t got =
-        ZSTD_decompress(body, (size_t)body_len, p + MANIFEST_HEADER, len - MANIFEST_HEADER - 8);
-    if (ZSTD_isError(got) || got != body_len) {
-        free(body);
-        return MINDB_ECORRUPT;
-    }
-    int err = load_body(db, body, (size_t)body_len, n_obj, n_keys);
+    uint8_t *body;
+    int err = inflate_body(p + MANIFEST_HEADER, len - MANIFEST_HEADER - 8, body_len, &body);
+    if (err)
+        return err;
+    err = load_body(db, body, (size_t)body_len, n_obj, n_keys);
     free(body);
     return err;
 }

@@ -157,7 +157,7 @@ struct mindb_stat {
                     * permission bits */
     uint32_t uid, gid;
     uint32_t nlink;                       /* keys naming the object; for a directory 2 plus its
-                                           * subdirectories, as ext4 counts */
+                                           * subdirectories, as ext4 counts (0 once removed) */
     uint64_t size;                        /* value bytes */
     uint64_t disk_bytes;                  /* bytes the value occupies on disk, compressed,
                                            * or in memory until checkpointed */

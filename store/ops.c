@@ -298,7 +298,9 @@ void stat_fill(const struct object *obj, struct mindb_stat *st)
     st->mode = obj->mode;
     st->uid = obj->uid;
     st->gid = obj->gid;
-    st->nlink = S_ISDIR(obj->mode) ? 2 + obj->subdirs : obj->nlink;
+    /* A directory removed while open (rmdir, or replaced by a rename) has
+     * no link left, as on ext4. */
+    st->nlink = !S_ISDIR(obj->mode) ? obj->nlink : obj->nlink ? 2 + obj->subdirs : 0;
     st->size = obj->size;
     st->disk_bytes = object_disk_bytes(obj);
     st->atime_ns = obj->atime;

@@ -450,6 +450,20 @@ static int load_segment(struct datafile *df, uint32_t no, int newest)
     return 0;
 }
 
+/* A segment the store cannot open with, named for the person who must look. */
+static void log_refused(struct datafile *df, uint32_t no, int rc)
+{
+    if (!df->log)
+        return;
+    char name[SEG_NAME_MAX], line[128];
+    seg_name(name, no);
+    snprintf(line, sizeof(line), "data segment %s: %s", name,
+             rc == MINDB_ECORRUPT   ? "damaged header, or too short for one"
+             : rc == MINDB_EVERSION ? "written by a newer format version"
+                                    : strerror(-rc));
+    df->log(df->log_ctx, line);
+}
+
 int segfile_load(struct datafile *df)
 {
     uint32_t *nos = NULL;
@@ -461,8 +475,11 @@ int segfile_load(struct datafile *df)
     df->segs = malloc(df->segs_cap * sizeof *df->segs);
     if (!df->segs)
         rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++)
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = load_segment(df, nos[i], i == n - 1);
+        if (rc < 0)
+            log_refused(df, nos[i], rc);
+    }
     df->next_no = n ? (uint64_t)nos[n - 1] + 1 : 1;
     free(nos);
     return rc;

@@ -69,6 +69,8 @@ struct datafile {
 
     uint64_t fdatasyncs;         /* atomic */
     uint32_t segments_discarded; /* set at open only */
+    void (*log)(void *ctx, const char *message);
+    void *log_ctx;
 };
 
 /* Little-endian fields, for the segment header and the chunk records. */

@@ -115,6 +115,26 @@ int wl_run(struct workload *w, mindb *db, struct history *h, int count, int *don
     return 0;
 }
 
+/* One put of exactly `len` bytes; see storehist.h. */
+int wl_put(struct workload *w, mindb *db, struct history *h, size_t len)
+{
+    unsigned key = (unsigned)tu_rand_range(&w->rng, 0, HIST_NKEYS - 1);
+    char name[32];
+    key_name(name, key);
+    uint64_t ver = w->next_ver++;
+    int rc = 0;
+    if (db) {
+        uint8_t *buf = malloc(len);
+        CHECK(buf != NULL);
+        su_value(buf, len, su_key_hash(KEY(name)), ver);
+        rc = mindb_put(db, KEY(name), buf, len);
+        free(buf);
+    }
+    if (rc == 0)
+        hist_push(h, key, ver, len);
+    return rc;
+}
+
 /* mindb_sync; on success every change so far is durable. */
 int hist_sync(mindb *db, struct history *h)
 {

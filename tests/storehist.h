@@ -62,6 +62,10 @@ void wl_free(struct workload *w);
  * error of the first change that failed (not recorded; *done, when not
  * NULL, gets the number made). */
 int wl_run(struct workload *w, mindb *db, struct history *h, int count, int *done);
+/* One put of exactly `len` (>= SU_VALUE_MIN) bytes to a key the workload
+ * picks, made and recorded as wl_run() does: for sizes its draws do not aim
+ * at, such as a record just too large for one frame of the log. */
+int wl_put(struct workload *w, mindb *db, struct history *h, size_t len);
 
 /* The checks; each fails the sub-test with `what` in its message. */
 /* The open handle shows every change of the history. */

@@ -14,7 +14,6 @@ mounted with writeback_cache and with no_writeback_cache (fixture fs_wb).
 """
 
 import ctypes
-import errno
 import hashlib
 import mmap
 import os
@@ -28,35 +27,12 @@ import time
 
 import pytest
 
+from fscalls import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, RENAME_EXCHANGE,
+                     RENAME_NOREPLACE, UTIME_NOW, UTIME_OMIT, attempt, fallocate,
+                     getxattr_sized, libc, listxattr_sized, renameat2, utimensat)
+
 KIB = 1024
 MIB = 1024 * KIB
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_PUNCH_HOLE = 0x02
-UTIME_NOW = (1 << 30) - 1
-UTIME_OMIT = (1 << 30) - 2
-
-libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                           ctypes.c_uint]
-libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-
-
-class Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-libc.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(Timespec), ctypes.c_int]
-libc.getxattr.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-libc.getxattr.restype = ctypes.c_ssize_t
-libc.listxattr.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-libc.listxattr.restype = ctypes.c_ssize_t
-
 
 class Dirent(ctypes.Structure):  # glibc's struct dirent on 64-bit Linux
     _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
@@ -75,61 +51,7 @@ libc.seekdir.restype = None
 libc.closedir.argtypes = [ctypes.c_void_p]
 
 
-# ---- system calls Python lacks ------------------------------------------------
-
-
-def _check(ret):
-    if ret < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return ret
-
-
-def renameat2(old, new, flags):
-    ctypes.set_errno(0)
-    _check(libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags))
-
-
-def fallocate(fd, mode, offset, length):
-    ctypes.set_errno(0)
-    _check(libc.fallocate(fd, mode, offset, length))
-
-
-def utimensat(path, atime, mtime, flags=0):
-    """atime/mtime: (sec, nsec) pairs; nsec may be UTIME_NOW or UTIME_OMIT."""
-    ts = (Timespec * 2)(Timespec(*atime), Timespec(*mtime))
-    ctypes.set_errno(0)
-    _check(libc.utimensat(AT_FDCWD, os.fsencode(path), ts, flags))
-
-
-def getxattr_sized(path, name, size):
-    """getxattr(2) with a buffer of `size` bytes: (returned length, bytes)."""
-    buf = ctypes.create_string_buffer(max(size, 1))
-    n = _check(libc.getxattr(os.fsencode(path), os.fsencode(name), buf if size else None, size))
-    return n, buf.raw[:n] if size else b""
-
-
-def listxattr_sized(path, size):
-    buf = ctypes.create_string_buffer(max(size, 1))
-    n = _check(libc.listxattr(os.fsencode(path), buf if size else None, size))
-    return n, buf.raw[:n] if size else b""
-
-
-# ---- outcomes and the differential harness -------------------------------------
-
-
-def errname(e):
-    if e.errno == errno.EOPNOTSUPP:  # == ENOTSUP on Linux
-        return "EOPNOTSUPP"
-    return errno.errorcode.get(e.errno, str(e.errno))
-
-
-def attempt(fn, *args, **kwargs):
-    """fn's return value, or the errno name ("ENOENT"...) of the OSError it raised."""
-    try:
-        return fn(*args, **kwargs)
-    except OSError as e:
-        return errname(e)
+# ---- the differential harness ----------------------------------------------------
 
 
 _UNSET = object()

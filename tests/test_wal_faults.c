@@ -324,9 +324,10 @@ static void test_segment_switch_sync_eio(void)
     tu_model_init(&m);
     uint64_t id = 1;
     /* Records through the 64 KiB ring until one fails: the ring drains
-     * into segment 0, made with a zero fill that ends with fdatasync 1;
-     * before segment 1 begins, segment 0 is synced: fdatasync 2 fails. */
-    f.fdatasync_countdown = 2;
+     * into segment 0, made with a zero fill that ends with fdatasync 1,
+     * whose header is synced alone by fdatasync 2; before segment 1
+     * begins, segment 0 is synced: fdatasync 3 fails. */
+    f.fdatasync_countdown = 3;
     int rc = 0;
     while (rc == 0 && wal_append_pos(log) < 3 * SEG)
         rc = tu_append(log, &m, id++, 1000);

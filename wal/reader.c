@@ -13,6 +13,12 @@
  * its first frame there is a BEGIN naming the salt in effect. So at an
  * invalid frame the reader looks at the next block boundary, and goes on only
  * if it finds exactly that. Nothing else is skipped.
+ *
+ * A frame valid by itself that breaks the records (a continuation with no
+ * record open, a record's start inside another record) is an invalid frame
+ * like the others: the log ends before it, where recovery has the writer
+ * continue, and the reader goes past it only to that writer's BEGIN.
+ * Otherwise the writer would continue after it, where no reader looks.
  */
 #include "wal_int.h"
 
@@ -304,6 +310,21 @@ static int next_frame(struct frame_cursor *c, struct frame_header *h, const uint
     return 0;
 }
 
+/* The frame at `frame_pos`, valid by itself, does not fit the records
+ * around it: it is treated as an invalid frame (see the top). Returns 1
+ * when a writer's restart follows and the reader goes on there, 0 once
+ * stopped for `reason` at `stop_pos`. */
+static int reject_frame(struct frame_cursor *c, uint64_t frame_pos, enum wal_stop_reason reason,
+                        uint64_t stop_pos)
+{
+    c->pos = frame_pos;
+    c->valid_end = frame_pos;
+    if (find_restart(c))
+        return 1;
+    cursor_stop(c, reason, stop_pos, 0);
+    return 0;
+}
+
 static int record_append(struct wal_reader *r, const uint8_t *data, size_t len)
 {
     if (len > WAL_MAX_RECORD_BYTES - r->record_len)
@@ -361,14 +382,17 @@ int wal_reader_next(wal_reader *r, const void **data, size_t *len, uint64_t *pos
             continue;
         }
         if (first && r->in_record) {
-            cursor_stop(&r->c, WAL_STOP_INCOMPLETE, r->record_pos, 0);
-            break;
+            if (!reject_frame(&r->c, frame_pos, WAL_STOP_INCOMPLETE, r->record_pos))
+                break;
+            r->in_record = 0; /* the restart's BEGIN ends the record anyway */
+            continue;
         }
         if (!first && !r->in_record) {
             if (!r->seen_record_start)
                 continue;
-            cursor_stop(&r->c, WAL_STOP_BAD_HEADER, frame_pos, 0);
-            break;
+            if (!reject_frame(&r->c, frame_pos, WAL_STOP_BAD_HEADER, frame_pos))
+                break;
+            continue;
         }
         r->seen_record_start = 1;
         int keep = (first ? frame_pos : r->record_pos) >= r->from;
@@ -388,8 +412,10 @@ int wal_reader_next(wal_reader *r, const void **data, size_t *len, uint64_t *pos
         if (keep) {
             int rc = record_append(r, payload, h.length);
             if (rc == -EMSGSIZE) {
-                cursor_stop(&r->c, WAL_STOP_BAD_HEADER, r->record_pos, 0);
-                break;
+                r->in_record = 0;
+                if (!reject_frame(&r->c, frame_pos, WAL_STOP_BAD_HEADER, r->record_pos))
+                    break;
+                continue;
             }
             if (rc < 0)
                 return rc;

@@ -350,7 +350,10 @@ int wal_close(wal *w)
     if (!w)
         return 0;
     int rc = w->read_only ? 0 : wal_commit(w);
-    if (rc == 0 && !w->read_only)
+    /* A run that appended nothing leaves the end as recovery found it, for
+     * the next open to find the same: a store that refuses to open after
+     * its log's recovery writes nothing into the log. */
+    if (rc == 0 && !w->read_only && w->begun)
         rc = mark_clean_end(w);
     wal_free(w);
     return rc;

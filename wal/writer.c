@@ -147,8 +147,18 @@ static int write_range(struct wal *w, uint64_t from, uint64_t to, struct io_coun
         size_t len = (size_t)(end - from);
         if (len > w->ring_bytes - ring_off)
             len = w->ring_bytes - ring_off;
+        /* A segment's header is written alone and made durable before any
+         * frame behind it: the device may keep the blocks of one write in
+         * any order, and a crash that kept a frame but not the header would
+         * leave what recovery must take for damage. One more fdatasync per
+         * segment. */
+        uint64_t seg_off = from - segno * w->segment_bytes;
+        if (seg_off == 0)
+            len = WAL_BLOCK_BYTES;
         w->seg_unsynced = 1;
-        int rc = write_all(w, w->ring + ring_off, len, from - segno * w->segment_bytes, counts);
+        int rc = write_all(w, w->ring + ring_off, len, seg_off, counts);
+        if (rc == 0 && seg_off == 0)
+            rc = sync_segment(w, counts);
         if (rc < 0)
             return rc;
         from += len;
@@ -309,7 +319,8 @@ int wal_append(wal *w, const void *data, size_t len, struct wal_ticket *ticket)
     if (rc == 0 && (!w->begun || w->record_cut))
         rc = append_begin(w);
 
-    const uint8_t *p = data;
+    /* An empty record may come as NULL, which takes no offset, not even 0. */
+    const uint8_t *p = len ? data : (const uint8_t *)"";
     size_t done = 0;
     uint64_t start = 0;
     while (rc == 0) {
