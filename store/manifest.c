@@ -609,9 +609,11 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
         const uint8_t *key = rd_take(&r, kl);
         RD(&r, id);
         struct object *obj = r.bad ? NULL : objtable_get(&db->objects, id);
-        /* The empty key, the root, is a directory (and comes first). */
-        if (!obj || (kl == 0 && !S_ISDIR(obj->mode)) || kl > MINDB_MAX_KEY ||
-            (i > 0 && key_cmp(prev, prev_len, key, kl) >= 0)) {
+        /* The empty key, the root, is a directory (and comes first). A
+         * directory has one key: nothing links one, and the counts of
+         * subdirectories (its nlink) assume it. */
+        if (!obj || (kl == 0 && !S_ISDIR(obj->mode)) || (S_ISDIR(obj->mode) && obj->nlink) ||
+            kl > MINDB_MAX_KEY || (i > 0 && key_cmp(prev, prev_len, key, kl) >= 0)) {
             err = MINDB_ECORRUPT;
             break;
         }
