@@ -555,12 +555,11 @@ def mount_factory(request, tmp_path):
         _remove_store(m, tmp_path)
 
 
-@pytest.fixture
-def tmpfs_dir(tmp_path):
-    """A fresh 512 MiB tmpfs mounted in tmp_path."""
-    d = tmp_path / "tmpfs"
+@contextlib.contextmanager
+def mounted_tmpfs(d, options="size=512m"):
+    """A fresh tmpfs mounted on the new directory D, unmounted on leaving."""
     d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(d)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         require_ci_or_skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
@@ -569,6 +568,13 @@ def tmpfs_dir(tmp_path):
     finally:
         if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path):
+    """A fresh 512 MiB tmpfs mounted in tmp_path."""
+    with mounted_tmpfs(tmp_path / "tmpfs") as d:
+        yield d
 
 
 # ---- trees: make one, describe one, compare two -------------------------------

@@ -38,7 +38,7 @@ import subprocess
 
 import pytest
 
-from conftest import EXIT_TIMEOUT, Mount, build_dir, mindbfs_path, require_ci_or_skip
+from conftest import EXIT_TIMEOUT, Mount, build_dir, mindbfs_path, mounted_tmpfs
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -138,17 +138,8 @@ def assert_files(root, files, when):
 def small_disk(tmp_path):
     """A SMALL_DISK tmpfs in tmp_path, unmounted at teardown (after the mounts
     the test made there, which mount_factory stops first)."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK},mode=0755", "tmpfs",
-                        str(d)], capture_output=True, text=True)
-    if r.returncode != 0:
-        require_ci_or_skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", f"size={SMALL_DISK},mode=0755") as d:
         yield d
-    finally:
-        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 def fill_with_ballast(path):
