@@ -83,8 +83,8 @@ int checkpoint_run(mindb *db)
     pthread_rwlock_unlock(&db->state);
 
     for (size_t i = 0; i < n_frozen && !err; i++)
-        err = datafile_write(db->data, frozen[i].id, frozen[i].index, frozen[i].buf, frozen[i].len,
-                             &frozen[i].ref);
+        err = datafile_write_shared(db->data, frozen[i].id, frozen[i].index, frozen[i].buf,
+                                    frozen[i].len, &frozen[i].ref);
     if (!err)
         err = datafile_sync(db->data);
     if (!err && end)

@@ -10,6 +10,12 @@
  *
  * Segments that large puts in flight are writing to are left alone: their
  * chunks are live before the record that names them is logged.
+ *
+ * A record may be named by several refs (shared chunks, see datafile.h):
+ * it counts as live while any names it, is copied once, and every ref that
+ * named it moves to the one copy. Its bytes count once per ref in a
+ * segment's live bytes, which can only make compaction take a segment
+ * later, never drop a record something names.
  */
 #include "db_int.h"
 
@@ -30,7 +36,7 @@ static void count_live(void *ctx, struct object *obj)
     for (uint32_t i = 0; i < obj->n_slots; i++) {
         const struct chunk_ref *r = &obj->slots[i].ref;
         if (r->seg && r->seg <= w->max_seg)
-            w->live[r->seg] += chunk_ref_disk_bytes(r);
+            w->live[r->seg] += chunk_ref_record_bytes(r);
     }
 }
 
@@ -123,6 +129,24 @@ struct move {
     struct chunk_ref from, to;
 };
 
+/* By place, the ref a record was written for (not shared) first: it is the
+ * one whose copy can be checked against its id and index. */
+static int move_order(const void *a, const void *b)
+{
+    const struct move *x = a, *y = b;
+    if (x->from.seg != y->from.seg)
+        return x->from.seg < y->from.seg ? -1 : 1;
+    if (x->from.off != y->from.off)
+        return x->from.off < y->from.off ? -1 : 1;
+    int xs = (x->from.codec & CHUNK_SHARED) != 0, ys = (y->from.codec & CHUNK_SHARED) != 0;
+    return xs - ys;
+}
+
+static int same_place(const struct chunk_ref *a, const struct chunk_ref *b)
+{
+    return a->seg == b->seg && a->off == b->off;
+}
+
 struct move_walk {
     const uint8_t *victim; /* by segment number */
     uint32_t max_seg;
@@ -183,19 +207,32 @@ int compact_run(mindb *db, unsigned live_percent,
     }
     if (!n_victims)
         goto out;
+    for (uint32_t s = 1; s <= max_seg; s++)
+        if (victim[s])
+            datafile_retire(db->data, s);
 
     pthread_rwlock_rdlock(&db->state);
     objtable_each(&db->objects, collect_moves, &w);
     pthread_rwlock_unlock(&db->state);
     if ((err = w.err))
         goto out;
+    if (w.n)
+        qsort(w.moves, w.n, sizeof(*w.moves), move_order);
     uint64_t total = 0, done = 0;
     for (size_t i = 0; i < w.n; i++)
-        total += chunk_ref_disk_bytes(&w.moves[i].from);
+        if (i == 0 || !same_place(&w.moves[i].from, &w.moves[i - 1].from))
+            total += chunk_ref_record_bytes(&w.moves[i].from);
     for (size_t i = 0; i < w.n && !err; i++) {
-        err = datafile_copy(db->data, w.moves[i].id, w.moves[i].index, &w.moves[i].from,
-                            &w.moves[i].to);
-        done += chunk_ref_disk_bytes(&w.moves[i].from);
+        struct move *m = &w.moves[i];
+        if (i > 0 && same_place(&m->from, &m[-1].from)) {
+            /* Already copied: this ref names the copy too, shared or not as
+             * it was. */
+            m->to = m[-1].to;
+            m->to.codec = m->from.codec;
+            continue;
+        }
+        err = datafile_copy(db->data, m->id, m->index, &m->from, &m->to);
+        done += chunk_ref_record_bytes(&m->from);
         if (progress)
             progress(ctx, done, total);
     }
