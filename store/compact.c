@@ -12,10 +12,9 @@
  * chunks are live before the record that names them is logged.
  *
  * A record may be named by several refs (shared chunks, see datafile.h):
- * it counts as live while any names it, is copied once, and every ref that
- * named it moves to the one copy. Its bytes count once per ref in a
- * segment's live bytes, which can only make compaction take a segment
- * later, never drop a record something names.
+ * it is live while any names it, its bytes count once in its segment's live
+ * bytes, it is copied once, and every ref that named it moves to the one
+ * copy.
  */
 #include "db_int.h"
 
@@ -25,19 +24,85 @@
 
 #define SEGMENT_HEADER_BYTES 64
 
+/* A record that shared refs name, and whether the ref it was written for
+ * is live too (then that one counts it). */
+struct shared_place {
+    uint64_t off;
+    uint32_t seg;
+    uint32_t owned;
+    uint64_t bytes;
+};
+
 struct live_walk {
     uint64_t *live;
     uint32_t max_seg;
+    struct shared_place *shared;
+    size_t n_shared, cap;
+    int err;
 };
 
 static void count_live(void *ctx, struct object *obj)
 {
     struct live_walk *w = ctx;
+    for (uint32_t i = 0; i < obj->n_slots && !w->err; i++) {
+        const struct chunk_ref *r = &obj->slots[i].ref;
+        if (!r->seg || r->seg > w->max_seg)
+            continue;
+        if (!(r->codec & CHUNK_SHARED)) {
+            w->live[r->seg] += chunk_ref_record_bytes(r);
+            continue;
+        }
+        if (w->n_shared == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 256;
+            struct shared_place *p = realloc(w->shared, cap * sizeof(*p));
+            if (!p) {
+                w->err = -ENOMEM;
+                return;
+            }
+            w->shared = p;
+            w->cap = cap;
+        }
+        w->shared[w->n_shared++] =
+            (struct shared_place){.off = r->off, .seg = r->seg, .bytes = chunk_ref_record_bytes(r)};
+    }
+}
+
+static int place_order(const void *a, const void *b)
+{
+    const struct shared_place *x = a, *y = b;
+    if (x->seg != y->seg)
+        return x->seg < y->seg ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void mark_owned(void *ctx, struct object *obj)
+{
+    struct live_walk *w = ctx;
     for (uint32_t i = 0; i < obj->n_slots; i++) {
         const struct chunk_ref *r = &obj->slots[i].ref;
-        if (r->seg && r->seg <= w->max_seg)
-            w->live[r->seg] += chunk_ref_record_bytes(r);
+        if (!r->seg || r->seg > w->max_seg || (r->codec & CHUNK_SHARED))
+            continue;
+        struct shared_place key = {.off = r->off, .seg = r->seg};
+        struct shared_place *p =
+            bsearch(&key, w->shared, w->n_shared, sizeof(*w->shared), place_order);
+        if (p)
+            p->owned = 1;
     }
+}
+
+/* Adds the records that only shared refs name, once each. */
+static void count_shared(mindb *db, struct live_walk *w)
+{
+    qsort(w->shared, w->n_shared, sizeof(*w->shared), place_order);
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_shared; i++)
+        if (n == 0 || place_order(&w->shared[n - 1], &w->shared[i]) != 0)
+            w->shared[n++] = w->shared[i];
+    w->n_shared = n;
+    objtable_each(&db->objects, mark_owned, w);
+    for (size_t i = 0; i < n; i++)
+        if (!w->shared[i].owned)
+            w->live[w->shared[i].seg] += w->shared[i].bytes;
 }
 
 static int segment_list(mindb *db, uint32_t **segs, uint64_t **sizes, size_t *n)
@@ -86,7 +151,15 @@ static int usage_load(mindb *db, struct seg_usage *u)
     }
     pthread_rwlock_rdlock(&db->state);
     objtable_each(&db->objects, count_live, &w);
+    if (!w.err && w.n_shared)
+        count_shared(db, &w);
     pthread_rwlock_unlock(&db->state);
+    free(w.shared);
+    if (w.err) {
+        free(w.live);
+        usage_free(u);
+        return w.err;
+    }
     u->live = w.live;
     u->max_seg = w.max_seg;
     return 0;
