@@ -359,7 +359,7 @@ static int read_record(struct datafile *df, struct df_thread *t, uint64_t id, ui
 static int decode(struct df_thread *t, const struct chunk_ref *ref, void *out)
 {
     const uint8_t *payload = t->rec + REC_HEADER_BYTES;
-    if (ref->codec == CHUNK_RAW) {
+    if ((ref->codec & ~CHUNK_SHARED) == CHUNK_RAW) {
         memcpy(out, payload, ref->raw_len);
         return 0;
     }

@@ -730,6 +730,23 @@ static void test_shared(void)
     /* The ref it was written for still checks id and index. */
     expect_eio(df, 2, 3, &a);
 
+    /* A chunk stored raw is shared alike. */
+    static uint8_t noise[MAXC], got[MAXC];
+    fill(noise, 7000, 9, 0, NOISE);
+    struct chunk_ref r1, r2;
+    CHECK_OK(datafile_write_shared(df, 9, 0, noise, 7000, &r1));
+    CHECK_OK(datafile_write_shared(df, 9, 1, noise, 7000, &r2));
+    CHECKF(r1.codec == CHUNK_RAW && r2.codec == (CHUNK_RAW | CHUNK_SHARED) && same_place(&r1, &r2),
+           "raw chunk: codecs %#x and %#x, at %llu and %llu", r1.codec, r2.codec,
+           (unsigned long long)r1.off, (unsigned long long)r2.off);
+    for (int cold = 0; cold < 2; cold++) {
+        if (cold)
+            datafile_cache_drop(df);
+        memset(got, 0xaa, sizeof got);
+        CHECK_OK(datafile_read(df, 9, 1, &r2, got));
+        CHECKF(memcmp(got, noise, 7000) == 0, "shared raw chunk (cold %d) differs", cold);
+    }
+
     /* Other bytes of the same length, or a prefix, are not shared. */
     struct chunk_ref c = put_shared(df, 3, 0, 1, 1, 5000);
     struct chunk_ref d = put_shared(df, 3, 1, 1, 0, 4999);
