@@ -67,8 +67,9 @@ static void pass_finished(mindb *db, uint64_t pass)
 /* Writing frozen chunks: compression is most of a checkpoint's time (64 %
  * of the daemon's cycles during a 1 GiB sequential write), and each chunk
  * compresses alone, so every core takes chunks from a shared counter.
- * datafile_write() keeps a compression context per thread and serialises
- * only the append itself. */
+ * datafile_write_shared() keeps a compression context per thread and
+ * serialises only the append and the table of chunks already stored (two
+ * equal chunks of one checkpoint may then both be written: no harm). */
 struct chunk_writer {
     mindb *db;
     struct frozen_chunk *frozen;
@@ -85,7 +86,8 @@ static void *write_chunks(void *arg)
         if (i >= w->n || atomic_load(&w->err))
             return NULL;
         struct frozen_chunk *f = &w->frozen[i];
-        int err = datafile_write(w->db->data, f->id, f->index, f->buf, f->len, &f->ref);
+        int err =
+            datafile_write_shared(w->db->data, f->id, f->index, f->buf, f->len, &f->ref);
         if (err) {
             int none = 0;
             atomic_compare_exchange_strong(&w->err, &none, err);

@@ -61,7 +61,10 @@ uint64_t object_disk_bytes(const struct object *obj)
         else if (s->frozen)
             n += s->frozen_len;
         else if (s->ref.seg)
-            n += chunk_ref_disk_bytes(&s->ref);
+            /* A shared record counts in full for each object, as a copy
+             * would: an object of many bytes and no blocks looks sparse. The
+             * store's total counts it once. */
+            n += chunk_ref_record_bytes(&s->ref);
     }
     return n;
 }

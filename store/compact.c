@@ -10,6 +10,11 @@
  *
  * Segments that large puts in flight are writing to are left alone: their
  * chunks are live before the record that names them is logged.
+ *
+ * A record may be named by several refs (shared chunks, see datafile.h):
+ * it is live while any names it, its bytes count once in its segment's live
+ * bytes, it is copied once, and every ref that named it moves to the one
+ * copy.
  */
 #include "db_int.h"
 
@@ -19,19 +24,85 @@
 
 #define SEGMENT_HEADER_BYTES 64
 
+/* A record that shared refs name, and whether the ref it was written for
+ * is live too (then that one counts it). */
+struct shared_place {
+    uint64_t off;
+    uint32_t seg;
+    uint32_t owned;
+    uint64_t bytes;
+};
+
 struct live_walk {
     uint64_t *live;
     uint32_t max_seg;
+    struct shared_place *shared;
+    size_t n_shared, cap;
+    int err;
 };
 
 static void count_live(void *ctx, struct object *obj)
 {
     struct live_walk *w = ctx;
+    for (uint32_t i = 0; i < obj->n_slots && !w->err; i++) {
+        const struct chunk_ref *r = &obj->slots[i].ref;
+        if (!r->seg || r->seg > w->max_seg)
+            continue;
+        if (!(r->codec & CHUNK_SHARED)) {
+            w->live[r->seg] += chunk_ref_record_bytes(r);
+            continue;
+        }
+        if (w->n_shared == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 256;
+            struct shared_place *p = realloc(w->shared, cap * sizeof(*p));
+            if (!p) {
+                w->err = -ENOMEM;
+                return;
+            }
+            w->shared = p;
+            w->cap = cap;
+        }
+        w->shared[w->n_shared++] =
+            (struct shared_place){.off = r->off, .seg = r->seg, .bytes = chunk_ref_record_bytes(r)};
+    }
+}
+
+static int place_order(const void *a, const void *b)
+{
+    const struct shared_place *x = a, *y = b;
+    if (x->seg != y->seg)
+        return x->seg < y->seg ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void mark_owned(void *ctx, struct object *obj)
+{
+    struct live_walk *w = ctx;
     for (uint32_t i = 0; i < obj->n_slots; i++) {
         const struct chunk_ref *r = &obj->slots[i].ref;
-        if (r->seg && r->seg <= w->max_seg)
-            w->live[r->seg] += chunk_ref_disk_bytes(r);
+        if (!r->seg || r->seg > w->max_seg || (r->codec & CHUNK_SHARED))
+            continue;
+        struct shared_place key = {.off = r->off, .seg = r->seg};
+        struct shared_place *p =
+            bsearch(&key, w->shared, w->n_shared, sizeof(*w->shared), place_order);
+        if (p)
+            p->owned = 1;
     }
+}
+
+/* Adds the records that only shared refs name, once each. */
+static void count_shared(mindb *db, struct live_walk *w)
+{
+    qsort(w->shared, w->n_shared, sizeof(*w->shared), place_order);
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_shared; i++)
+        if (n == 0 || place_order(&w->shared[n - 1], &w->shared[i]) != 0)
+            w->shared[n++] = w->shared[i];
+    w->n_shared = n;
+    objtable_each(&db->objects, mark_owned, w);
+    for (size_t i = 0; i < n; i++)
+        if (!w->shared[i].owned)
+            w->live[w->shared[i].seg] += w->shared[i].bytes;
 }
 
 static int segment_list(mindb *db, uint32_t **segs, uint64_t **sizes, size_t *n)
@@ -80,7 +151,15 @@ static int usage_load(mindb *db, struct seg_usage *u)
     }
     pthread_rwlock_rdlock(&db->state);
     objtable_each(&db->objects, count_live, &w);
+    if (!w.err && w.n_shared)
+        count_shared(db, &w);
     pthread_rwlock_unlock(&db->state);
+    free(w.shared);
+    if (w.err) {
+        free(w.live);
+        usage_free(u);
+        return w.err;
+    }
     u->live = w.live;
     u->max_seg = w.max_seg;
     return 0;
@@ -122,6 +201,24 @@ struct move {
     uint64_t id, index;
     struct chunk_ref from, to;
 };
+
+/* By place, the ref a record was written for (not shared) first: it is the
+ * one whose copy can be checked against its id and index. */
+static int move_order(const void *a, const void *b)
+{
+    const struct move *x = a, *y = b;
+    if (x->from.seg != y->from.seg)
+        return x->from.seg < y->from.seg ? -1 : 1;
+    if (x->from.off != y->from.off)
+        return x->from.off < y->from.off ? -1 : 1;
+    int xs = (x->from.codec & CHUNK_SHARED) != 0, ys = (y->from.codec & CHUNK_SHARED) != 0;
+    return xs - ys;
+}
+
+static int same_place(const struct chunk_ref *a, const struct chunk_ref *b)
+{
+    return a->seg == b->seg && a->off == b->off;
+}
 
 struct move_walk {
     const uint8_t *victim; /* by segment number */
@@ -183,19 +280,32 @@ int compact_run(mindb *db, unsigned live_percent,
     }
     if (!n_victims)
         goto out;
+    for (uint32_t s = 1; s <= max_seg; s++)
+        if (victim[s])
+            datafile_retire(db->data, s);
 
     pthread_rwlock_rdlock(&db->state);
     objtable_each(&db->objects, collect_moves, &w);
     pthread_rwlock_unlock(&db->state);
     if ((err = w.err))
         goto out;
+    if (w.n)
+        qsort(w.moves, w.n, sizeof(*w.moves), move_order);
     uint64_t total = 0, done = 0;
     for (size_t i = 0; i < w.n; i++)
-        total += chunk_ref_disk_bytes(&w.moves[i].from);
+        if (i == 0 || !same_place(&w.moves[i].from, &w.moves[i - 1].from))
+            total += chunk_ref_record_bytes(&w.moves[i].from);
     for (size_t i = 0; i < w.n && !err; i++) {
-        err = datafile_copy(db->data, w.moves[i].id, w.moves[i].index, &w.moves[i].from,
-                            &w.moves[i].to);
-        done += chunk_ref_disk_bytes(&w.moves[i].from);
+        struct move *m = &w.moves[i];
+        if (i > 0 && same_place(&m->from, &m[-1].from)) {
+            /* Already copied: this ref names the copy too, shared or not as
+             * it was. */
+            m->to = m[-1].to;
+            m->to.codec = m->from.codec;
+            continue;
+        }
+        err = datafile_copy(db->data, m->id, m->index, &m->from, &m->to);
+        done += chunk_ref_record_bytes(&m->from);
         if (progress)
             progress(ctx, done, total);
     }

@@ -34,6 +34,21 @@
  * saves at least 1/32 of it: below that, decompression would cost more than
  * the bytes saved.
  *
+ * Shared records. datafile_write_shared looks a chunk's bytes up in the
+ * content-hash table (dedup.c) of the records written since the open, and
+ * when one holds the same bytes (read back and compared: hashes collide,
+ * disks fail) returns a ref to it with CHUNK_SHARED, writing nothing. A
+ * record is only ever added to the table as it is appended, and dropped
+ * from it when its segment's sync fails (its bytes may be lost), when
+ * compaction takes the segment (datafile_retire) or when the segment is
+ * deleted: so a shared ref never names a record that may vanish, as long
+ * as compaction cannot run between the lookup and the ref reaching the
+ * store's state (the caller's lock, see datafile.h). A record not yet
+ * synced may be shared: the sharer's own sync, which must come before it
+ * names the ref durably, syncs it or waits for the sync that does.
+ * Liveness needs no count: compaction keeps a record while any ref names
+ * it, and moves it once for all of them.
+ *
  * Refs. A ref that no record could match (lengths out of range, an unknown
  * codec, a segment that does not exist) is -EIO like any other mismatch: to
  * the caller it is a chunk that cannot be read.
@@ -42,6 +57,7 @@
  */
 #include "datafile.h"
 #include "cache.h"
+#include "dedup.h"
 #include "mindb.h"
 #include "segfile.h"
 
@@ -59,6 +75,9 @@
 #define MAX_STORED ZSTD_COMPRESSBOUND(DATAFILE_MAX_CHUNK)
 #define REC_BUF_BYTES (REC_HEADER_BYTES + MAX_STORED)
 #define DEFAULT_SEGMENT_BYTES ((uint64_t)64 << 20)
+/* At most 40 bytes each, 5 MiB in all: a 64 KiB chunk of every 8 GiB
+ * written since the open, or 2^17 small files, can be found again. */
+#define DEDUP_ENTRIES ((size_t)1 << 17)
 
 /* ---- encoding ---- */
 
@@ -80,9 +99,11 @@ static void rec_header_encode(uint8_t *rec, uint8_t codec, uint64_t id, uint64_t
 /* The cheap fields first; the checksum only for a record that looks right. */
 static int rec_check(const uint8_t *rec, uint64_t id, uint64_t index, const struct chunk_ref *ref)
 {
-    if (get_u32(rec + 8) != REC_MAGIC || rec[12] != ref->codec || rec[13] != 0 || rec[14] != 0 ||
-        rec[15] != 0 || get_u64(rec + 16) != id || get_u64(rec + 24) != index ||
-        get_u32(rec + 32) != ref->raw_len || get_u32(rec + 36) != ref->stored_len)
+    int shared = (ref->codec & CHUNK_SHARED) != 0;
+    if (get_u32(rec + 8) != REC_MAGIC || rec[12] != (ref->codec & ~CHUNK_SHARED) || rec[13] != 0 ||
+        rec[14] != 0 || rec[15] != 0 || (!shared && get_u64(rec + 16) != id) ||
+        (!shared && get_u64(rec + 24) != index) || get_u32(rec + 32) != ref->raw_len ||
+        get_u32(rec + 36) != ref->stored_len)
         return -EIO;
     if (get_u64(rec) != XXH3_64bits(rec + 8, REC_HEADER_BYTES - 8 + (size_t)ref->stored_len))
         return -EIO;
@@ -95,14 +116,20 @@ static int ref_plausible(const struct chunk_ref *ref)
     if (ref->raw_len == 0 || ref->raw_len > DATAFILE_MAX_CHUNK || ref->stored_len == 0 ||
         ref->stored_len > MAX_STORED || ref->off < SEG_HEADER_BYTES || ref->off > INT64_MAX / 2)
         return 0;
-    if (ref->codec == CHUNK_RAW)
+    uint8_t codec = ref->codec & ~CHUNK_SHARED;
+    if (codec == CHUNK_RAW)
         return ref->stored_len == ref->raw_len;
-    return ref->codec == CHUNK_ZSTD;
+    return codec == CHUNK_ZSTD;
+}
+
+uint64_t chunk_ref_record_bytes(const struct chunk_ref *ref)
+{
+    return REC_HEADER_BYTES + (uint64_t)ref->stored_len;
 }
 
 uint64_t chunk_ref_disk_bytes(const struct chunk_ref *ref)
 {
-    return REC_HEADER_BYTES + (uint64_t)ref->stored_len;
+    return ref->codec & CHUNK_SHARED ? 0 : chunk_ref_record_bytes(ref);
 }
 
 /* ---- per-thread compression state ---- */
@@ -159,9 +186,12 @@ static struct df_thread *thread_state(void)
 
 /* ---- appending ---- */
 
-/* Appends one record (`len` bytes at `rec`) and says where it went. */
+/* Appends one record (`len` bytes at `rec`) and says where it went. With
+ * `key`, also fills *ref and enters the record in the content-hash table:
+ * under append_mu, so that a failed sync, which drops the entries of its
+ * segments under it too, cannot miss it. */
 static int append_record(struct datafile *df, const uint8_t *rec, size_t len, uint32_t *seg,
-                         uint64_t *off)
+                         uint64_t *off, const struct dedup_key *key, struct chunk_ref *ref)
 {
     int rc = 0;
     pthread_mutex_lock(&df->append_mu);
@@ -181,6 +211,15 @@ static int append_record(struct datafile *df, const uint8_t *rec, size_t len, ui
         segfile_mark_dirty(df, s);
         df->chunks_written++;
         df->bytes_written += len;
+        if (ref) {
+            ref->seg = s->no;
+            ref->off = *off;
+            ref->stored_len = get_u32(rec + 36);
+            ref->raw_len = get_u32(rec + 32);
+            ref->codec = rec[12];
+        }
+        if (key && df->dedup)
+            dedup_add(df->dedup, key, ref);
     }
     pthread_mutex_unlock(&df->append_mu);
     return rc;
@@ -199,6 +238,10 @@ int datafile_open(int store_dirfd, const char *name, int create,
     df->io = options->io ? options->io : &wal_posix_io;
     df->dirfd = -1;
     df->read_only = options->read_only;
+    if (options->share_chunks && !options->read_only && dedup_create(DEDUP_ENTRIES, &df->dedup)) {
+        free(df);
+        return -ENOMEM;
+    }
     df->level = options->compression_level;
     df->segment_bytes = options->segment_bytes ? options->segment_bytes : DEFAULT_SEGMENT_BYTES;
     df->next_no = 1;
@@ -240,6 +283,7 @@ void datafile_close(struct datafile *df)
     segfile_unload(df);
     if (df->cache)
         cache_destroy(df->cache);
+    dedup_destroy(df->dedup);
     if (df->dirfd >= 0)
         df->io->close(df->io->ctx, df->dirfd);
     pthread_mutex_destroy(&df->sync_mu);
@@ -251,14 +295,17 @@ void datafile_close(struct datafile *df)
 /* ---- chunks ---- */
 
 /* What a cached chunk must match besides its place: all a read from disk
- * checks, so that a ref is answered the same, cached or not. */
+ * checks, so that a ref is answered the same, cached or not. A shared ref
+ * checks no id or index, and is cached apart under none. */
 static struct cache_who cache_who(uint64_t id, uint64_t index, const struct chunk_ref *ref)
 {
+    if (ref->codec & CHUNK_SHARED)
+        id = index = 0;
     return (struct cache_who){id, index, (uint64_t)ref->stored_len << 8 | ref->codec};
 }
 
-int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
-                   size_t raw_len, struct chunk_ref *ref)
+static int write_chunk(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                       size_t raw_len, const struct dedup_key *key, struct chunk_ref *ref)
 {
     if (df->read_only)
         return -EROFS;
@@ -280,17 +327,18 @@ int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void 
     rec_header_encode(t->rec, codec, id, index, (uint32_t)raw_len, stored);
     uint32_t seg;
     uint64_t off;
-    int rc = append_record(df, t->rec, REC_HEADER_BYTES + (size_t)stored, &seg, &off);
+    int rc = append_record(df, t->rec, REC_HEADER_BYTES + (size_t)stored, &seg, &off, key, ref);
     if (rc < 0)
         return rc;
-    ref->seg = seg;
-    ref->off = off;
-    ref->stored_len = stored;
-    ref->raw_len = (uint32_t)raw_len;
-    ref->codec = codec;
     struct cache_who who = cache_who(id, index, ref);
     cache_put(df->cache, seg, off, &who, raw, (uint32_t)raw_len);
     return 0;
+}
+
+int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                   size_t raw_len, struct chunk_ref *ref)
+{
+    return write_chunk(df, id, index, raw, raw_len, NULL, ref);
 }
 
 /* Reads and checks the record of `ref` into the thread's record buffer. */
@@ -311,7 +359,7 @@ static int read_record(struct datafile *df, struct df_thread *t, uint64_t id, ui
 static int decode(struct df_thread *t, const struct chunk_ref *ref, void *out)
 {
     const uint8_t *payload = t->rec + REC_HEADER_BYTES;
-    if (ref->codec == CHUNK_RAW) {
+    if ((ref->codec & ~CHUNK_SHARED) == CHUNK_RAW) {
         memcpy(out, payload, ref->raw_len);
         return 0;
     }
@@ -353,6 +401,38 @@ int datafile_verify(struct datafile *df, uint64_t id, uint64_t index, const stru
     return rc < 0 ? rc : decode(t, ref, t->raw);
 }
 
+int datafile_write_shared(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                          size_t raw_len, struct chunk_ref *ref)
+{
+    if (!df->dedup || raw_len == 0 || raw_len > DATAFILE_MAX_CHUNK)
+        return datafile_write(df, id, index, raw, raw_len, ref);
+    struct df_thread *t = thread_state();
+    if (!t)
+        return -ENOMEM;
+    struct dedup_key key;
+    dedup_key_of(raw, raw_len, &key);
+    struct chunk_ref found;
+    unsigned gen = __atomic_load_n(&df->fail_gen, __ATOMIC_ACQUIRE);
+    if (dedup_find(df->dedup, &key, &found) && found.raw_len == raw_len) {
+        struct chunk_ref shared = found;
+        shared.codec |= CHUNK_SHARED;
+        int same =
+            datafile_read(df, 0, 0, &shared, t->raw) == 0 && memcmp(t->raw, raw, raw_len) == 0;
+        /* A sync that failed meanwhile may have lost the record, and dropped
+         * it from the table after the lookup. */
+        if (same && __atomic_load_n(&df->fail_gen, __ATOMIC_ACQUIRE) == gen) {
+            *ref = shared;
+            __atomic_add_fetch(&df->shared_chunks, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&df->shared_bytes, chunk_ref_record_bytes(&shared),
+                               __ATOMIC_RELAXED);
+            return 0;
+        }
+        if (!same)
+            dedup_forget(df->dedup, &key, &found);
+    }
+    return write_chunk(df, id, index, raw, raw_len, &key, ref);
+}
+
 /* The record's checksum vouches for its payload, so the copy skips
  * decompressing it. */
 int datafile_copy(struct datafile *df, uint64_t id, uint64_t index, const struct chunk_ref *ref,
@@ -369,7 +449,8 @@ int datafile_copy(struct datafile *df, uint64_t id, uint64_t index, const struct
     uint32_t seg;
     uint64_t off;
     if (rc == 0)
-        rc = append_record(df, t->rec, REC_HEADER_BYTES + (size_t)ref->stored_len, &seg, &off);
+        rc = append_record(df, t->rec, REC_HEADER_BYTES + (size_t)ref->stored_len, &seg, &off, NULL,
+                           NULL);
     if (rc < 0)
         return rc;
     *out = *ref;
@@ -425,8 +506,11 @@ int datafile_sync(struct datafile *df)
 
     if (rc < 0) {
         pthread_mutex_lock(&df->append_mu);
-        for (struct segment *s = batch; s; s = s->sync_next)
+        for (struct segment *s = batch; s; s = s->sync_next) {
             s->sealed = 1;
+            if (df->dedup)
+                dedup_drop_segment(df->dedup, s->no);
+        }
         df->dir_dirty |= dir;
         df->fail_err = rc;
         __atomic_add_fetch(&df->fail_gen, 1, __ATOMIC_RELEASE);
@@ -489,7 +573,15 @@ int datafile_remove(struct datafile *df, uint32_t seg)
      * looked up (numbers are not reused) and ages out. */
     if (rc == 0)
         cache_drop_segment(df->cache, seg);
+    if (rc == 0 && df->dedup)
+        dedup_drop_segment(df->dedup, seg);
     return rc;
+}
+
+void datafile_retire(struct datafile *df, uint32_t seg)
+{
+    if (df->dedup)
+        dedup_drop_segment(df->dedup, seg);
 }
 
 void datafile_cache_drop(struct datafile *df)
@@ -507,6 +599,8 @@ void datafile_stats(struct datafile *df, struct datafile_stats *stats)
     stats->cache_bytes = cs.bytes;
     stats->fdatasyncs = __atomic_load_n(&df->fdatasyncs, __ATOMIC_RELAXED);
     stats->segments_discarded = df->segments_discarded;
+    stats->shared_chunks = __atomic_load_n(&df->shared_chunks, __ATOMIC_RELAXED);
+    stats->shared_bytes = __atomic_load_n(&df->shared_bytes, __ATOMIC_RELAXED);
     pthread_mutex_lock(&df->append_mu);
     stats->chunks_written = df->chunks_written;
     stats->bytes_written = df->bytes_written;

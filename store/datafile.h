@@ -27,16 +27,26 @@ enum chunk_codec {
     CHUNK_ZSTD = 1, /* one zstd frame */
 };
 
+/* Or'ed into a ref's codec: the record was written for another chunk (maybe
+ * of another object) whose bytes were the same, and is shared with it (see
+ * datafile_write_shared). A read of such a ref checks everything but the
+ * record's object id and chunk index, which name the chunk it was written
+ * for. The record's own codec field never has this bit. */
+#define CHUNK_SHARED 0x80
+
 /* Where a chunk lives. seg == 0 means no chunk (a hole, reads as zeros). */
 struct chunk_ref {
     uint64_t off;        /* offset of the chunk's record in the segment */
     uint32_t seg;        /* segment number, from 1 */
     uint32_t stored_len; /* payload bytes on disk */
     uint32_t raw_len;    /* bytes once decompressed */
-    uint8_t codec;       /* enum chunk_codec */
+    uint8_t codec;       /* enum chunk_codec, maybe | CHUNK_SHARED */
 };
 
 /* Bytes the chunk's record occupies in its segment, header included. */
+uint64_t chunk_ref_record_bytes(const struct chunk_ref *ref);
+/* The same, but 0 for a shared ref: the bytes this ref alone adds to the
+ * store (the record is counted once, by the ref it was written for). */
 uint64_t chunk_ref_disk_bytes(const struct chunk_ref *ref);
 
 struct datafile_options {
@@ -45,7 +55,10 @@ struct datafile_options {
     uint64_t cache_bytes; /* bound of the decompressed-chunk cache */
     /* a segment is closed once it reaches this; 0 means 64 MiB */
     uint64_t segment_bytes;
-    int read_only;           /* never create or write anything */
+    int read_only; /* never create or write anything */
+    /* datafile_write_shared may name an existing record (stores of format
+     * 2 on): older builds cannot read a shared ref. */
+    int share_chunks;
     const struct wal_io *io; /* NULL: wal_posix_io */
     /* Told which segment stops the open, and why (NULL: nobody). */
     void (*log)(void *ctx, const char *message);
@@ -60,6 +73,8 @@ struct datafile_stats {
     uint64_t fdatasyncs;    /* fdatasync + fsync calls */
     uint64_t segments;      /* segment files */
     uint64_t segment_bytes; /* their total size */
+    uint64_t shared_chunks; /* datafile_write_shared calls that named a record */
+    uint64_t shared_bytes;  /* the record bytes they did not write */
     /* Newest segments found at open with a short or all-zero header (a crash
      * while one was made): deleted, or ignored by a read-only open. */
     uint32_t segments_discarded;
@@ -86,6 +101,17 @@ void datafile_close(struct datafile *df);
  * enter the cache. */
 int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
                    size_t raw_len, struct chunk_ref *ref);
+
+/* Like datafile_write, but when a record written since the datafile was
+ * opened (and not since dropped, see datafile_retire) holds the same bytes,
+ * fills *ref with a shared ref to it instead of appending one (it reads the
+ * record back and compares the bytes first). Without share_chunks, it is
+ * datafile_write. The caller must make sure that nothing can delete the
+ * named record's segment before the ref is in the state compaction walks:
+ * compaction's moves and deletes are made in the caller's maintenance
+ * lock, which checkpoints hold. */
+int datafile_write_shared(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                          size_t raw_len, struct chunk_ref *ref);
 
 /* Copies the record of `ref` (belonging to chunk `index` of object `id`)
  * verbatim to the end of the newest segment and fills *out: compaction's
@@ -122,6 +148,10 @@ int datafile_seal_active(struct datafile *df);
 
 /* The segment new chunks go to now (0 when none yet): compaction leaves it. */
 uint32_t datafile_active_segment(struct datafile *df);
+
+/* Compaction is about to move the live records of `seg` away: no new
+ * shared ref may name one of its records. */
+void datafile_retire(struct datafile *df, uint32_t seg);
 
 /* Deletes a segment whose chunks are all dead, and drops its cached chunks.
  * The directory is fsynced by the next datafile_sync().

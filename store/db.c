@@ -3,7 +3,7 @@
  * statistics.
  *
  * A store directory holds:
- *   FORMAT           "mindb store format 1\n": what makes it a store
+ *   FORMAT           "mindb store format 2\n": what makes it a store
  *   LOCK             flock()ed while open, with the holder's pid
  *   wal/             the write-ahead log (wal/ layer)
  *   data/            data segments of compressed chunks (datafile.c)
@@ -26,7 +26,7 @@
 
 #define FORMAT_NAME "FORMAT"
 #define FORMAT_TEXT "mindb store format %d\n"
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
 
 int64_t now_ns(void)
 {
@@ -89,8 +89,8 @@ static void wal_log_adapter(void *ctx, const char *message)
     db_log(ctx, "%s", message);
 }
 
-/* 1: a store; 0: an empty directory (but for a LOCK file); MINDB_ENOTSTORE,
- * MINDB_EVERSION or -errno otherwise. */
+/* A store's format version (1 or more); 0: an empty directory (but for a
+ * LOCK file); MINDB_ENOTSTORE, MINDB_EVERSION or -errno otherwise. */
 static int probe_store(int dirfd)
 {
     int fd = openat(dirfd, FORMAT_NAME, O_RDONLY | O_CLOEXEC);
@@ -101,7 +101,9 @@ static int probe_store(int dirfd)
         int version;
         if (n <= 0 || sscanf(buf, FORMAT_TEXT, &version) != 1)
             return MINDB_ENOTSTORE;
-        return version > FORMAT_VERSION ? MINDB_EVERSION : 1;
+        if (version > FORMAT_VERSION)
+            return MINDB_EVERSION;
+        return version > 1 ? version : 1;
     }
     if (errno != ENOENT)
         return -errno;
@@ -343,7 +345,7 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
         goto fail;
     /* Another process may have made the store between the look and the
      * lock. */
-    if (fresh && probe_store(db->dirfd) == 1)
+    if (fresh && probe_store(db->dirfd) >= 1)
         fresh = 0;
 
     char wal_dir[4096];
@@ -367,6 +369,9 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
                                     .cache_bytes = db->opt.cache_bytes,
                                     .segment_bytes = db->opt.data_segment_bytes,
                                     .read_only = db->opt.read_only,
+                                    /* format 1 stays readable by the builds
+                                     * that wrote it */
+                                    .share_chunks = fresh || probe_store(db->dirfd) >= 2,
                                     .io = db->io,
                                     .log = wal_log_adapter,
                                     .log_ctx = db};

@@ -272,16 +272,22 @@ int segfile_create(struct datafile *df)
     /* Room in the array first: after the file exists nothing may fail but
      * the header write, which is undone. */
     if (df->nsegs == df->segs_cap) {
+        /* Not realloc: readers look the array up under seg_mu only, and
+         * realloc would free the old one before it is swapped under it. */
         size_t cap = df->segs_cap ? df->segs_cap * 2 : 16;
-        struct segment **segs = realloc(df->segs, cap * sizeof *segs);
+        struct segment **segs = malloc(cap * sizeof *segs);
         if (!segs) {
             free(s);
             return -ENOMEM;
         }
         pthread_mutex_lock(&df->seg_mu);
+        struct segment **old = df->segs;
+        if (df->nsegs)
+            memcpy(segs, old, df->nsegs * sizeof *segs);
         df->segs = segs;
         df->segs_cap = cap;
         pthread_mutex_unlock(&df->seg_mu);
+        free(old);
     }
     char name[SEG_NAME_MAX];
     seg_name(name, no);

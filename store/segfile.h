@@ -49,6 +49,7 @@ struct datafile {
     int level;
     uint64_t segment_bytes;
     struct cache *cache;
+    struct dedup *dedup; /* NULL without share_chunks */
 
     pthread_mutex_t sync_mu;
     unsigned fail_gen; /* failed syncs so far (atomic) */
@@ -67,8 +68,9 @@ struct datafile {
     struct segment lru; /* sentinel of the open descriptors, most recent first */
     unsigned nopen;
 
-    uint64_t fdatasyncs;         /* atomic */
-    uint32_t segments_discarded; /* set at open only */
+    uint64_t fdatasyncs;                  /* atomic */
+    uint64_t shared_chunks, shared_bytes; /* atomic */
+    uint32_t segments_discarded;          /* set at open only */
     void (*log)(void *ctx, const char *message);
     void *log_ctx;
 };

@@ -4,7 +4,8 @@
  * segment rotation, damage of every kind (bit flips, wrong refs, truncated
  * records, bad segment headers, newer versions, a newest segment that is
  * short or has a header of zeros),
- * the cache's bound and counters, copy and remove, many threads at once,
+ * the cache's bound and counters, copy and remove, shared chunks, many
+ * threads at once,
  * and injected I/O failures.
  */
 #include "datafile.h"
@@ -639,6 +640,173 @@ static void test_copy_remove(void)
     datafile_close(df);
 }
 
+/* ---- shared chunks ---- */
+
+/* datafile_write_shared of chunk (id, index) with the bytes of chunk
+ * (like_id, like_index). */
+static struct chunk_ref put_shared(struct datafile *df, uint64_t id, uint64_t index,
+                                   uint64_t like_id, uint64_t like_index, size_t len)
+{
+    static uint8_t buf[MAXC];
+    fill(buf, len, like_id, like_index, TEXT);
+    struct chunk_ref ref;
+    CHECK_OK(datafile_write_shared(df, id, index, buf, len, &ref));
+    CHECK(ref.seg != 0);
+    CHECK_EQ_U(ref.raw_len, len);
+    return ref;
+}
+
+/* Reads (id, index) at `ref`, through the cache and from disk, and
+ * compares it with the bytes of (like_id, like_index). */
+static void expect_like(struct datafile *df, uint64_t id, uint64_t index,
+                        const struct chunk_ref *ref, uint64_t like_id, uint64_t like_index)
+{
+    static uint8_t want[MAXC], got[MAXC];
+    fill(want, ref->raw_len, like_id, like_index, TEXT);
+    for (int cold = 0; cold < 2; cold++) {
+        if (cold)
+            datafile_cache_drop(df);
+        memset(got, 0xaa, sizeof got);
+        CHECK_OK(datafile_read(df, id, index, ref, got));
+        CHECKF(memcmp(want, got, ref->raw_len) == 0, "chunk %llu/%llu (cold %d) differs",
+               (unsigned long long)id, (unsigned long long)index, cold);
+    }
+    CHECK_OK(datafile_verify(df, id, index, ref));
+}
+
+static int is_shared(const struct chunk_ref *r)
+{
+    return (r->codec & CHUNK_SHARED) != 0;
+}
+
+static int same_place(const struct chunk_ref *a, const struct chunk_ref *b)
+{
+    return a->seg == b->seg && a->off == b->off;
+}
+
+static void test_shared(void)
+{
+    struct fault f;
+    fault_init(&f);
+    struct datafile_options o;
+    defaults(&o);
+    o.io = &f.io;
+
+    /* Without share_chunks (a format 1 store) every chunk is written. */
+    struct datafile *df = open_df(&o);
+    struct chunk_ref a = put_shared(df, 1, 0, 1, 0, 5000);
+    struct chunk_ref b = put_shared(df, 2, 0, 1, 0, 5000);
+    CHECKF(!is_shared(&b) && !same_place(&a, &b), "b: codec %#x at %u/%llu, a at %u/%llu", b.codec,
+           b.seg, (unsigned long long)b.off, a.seg, (unsigned long long)a.off);
+    datafile_close(df);
+
+    o.share_chunks = 1;
+    df = open_df(&o);
+    struct datafile_stats st;
+    a = put_shared(df, 1, 0, 1, 0, 5000);
+    CHECKF(!is_shared(&a), "the first copy is shared: codec %#x", a.codec);
+    datafile_stats(df, &st);
+    uint64_t written = st.bytes_written;
+    b = put_shared(df, 2, 3, 1, 0, 5000);
+    CHECKF(is_shared(&b) && same_place(&a, &b),
+           "b: codec %#x at %u/%llu, expected shared at %u/%llu", b.codec, b.seg,
+           (unsigned long long)b.off, a.seg, (unsigned long long)a.off);
+    CHECK_EQ(b.codec & ~CHUNK_SHARED, a.codec);
+    datafile_stats(df, &st);
+    CHECK_EQ_U(st.bytes_written, written);
+    CHECK_EQ_U(st.shared_chunks, 1);
+    CHECK_EQ_U(st.shared_bytes, chunk_ref_record_bytes(&a));
+    CHECK_EQ_U(chunk_ref_disk_bytes(&b), 0);
+    CHECK_EQ_U(chunk_ref_disk_bytes(&a), chunk_ref_record_bytes(&a));
+    expect_like(df, 2, 3, &b, 1, 0);
+    expect_like(df, 1, 0, &a, 1, 0);
+    /* A shared ref still checks what it can: lengths and codec. */
+    struct chunk_ref bad = b;
+    bad.raw_len--;
+    expect_eio(df, 2, 3, &bad);
+    bad = b;
+    bad.codec = CHUNK_SHARED | (a.codec == CHUNK_RAW ? CHUNK_ZSTD : CHUNK_RAW);
+    expect_eio(df, 2, 3, &bad);
+    /* The ref it was written for still checks id and index. */
+    expect_eio(df, 2, 3, &a);
+
+    /* A chunk stored raw is shared alike. */
+    static uint8_t noise[MAXC], got[MAXC];
+    fill(noise, 7000, 9, 0, NOISE);
+    struct chunk_ref r1, r2;
+    CHECK_OK(datafile_write_shared(df, 9, 0, noise, 7000, &r1));
+    CHECK_OK(datafile_write_shared(df, 9, 1, noise, 7000, &r2));
+    CHECKF(r1.codec == CHUNK_RAW && r2.codec == (CHUNK_RAW | CHUNK_SHARED) && same_place(&r1, &r2),
+           "raw chunk: codecs %#x and %#x, at %llu and %llu", r1.codec, r2.codec,
+           (unsigned long long)r1.off, (unsigned long long)r2.off);
+    for (int cold = 0; cold < 2; cold++) {
+        if (cold)
+            datafile_cache_drop(df);
+        memset(got, 0xaa, sizeof got);
+        CHECK_OK(datafile_read(df, 9, 1, &r2, got));
+        CHECKF(memcmp(got, noise, 7000) == 0, "shared raw chunk (cold %d) differs", cold);
+    }
+
+    /* Other bytes of the same length, or a prefix, are not shared. */
+    struct chunk_ref c = put_shared(df, 3, 0, 1, 1, 5000);
+    struct chunk_ref d = put_shared(df, 3, 1, 1, 0, 4999);
+    CHECKF(!is_shared(&c) && !is_shared(&d), "c codec %#x, d codec %#x", c.codec, d.codec);
+
+    /* A compaction's copy of a shared ref stays shared, and reads. */
+    struct chunk_ref b2;
+    CHECK_OK(datafile_copy(df, 2, 3, &b, &b2));
+    CHECK(is_shared(&b2) && !same_place(&b, &b2));
+    expect_like(df, 2, 3, &b2, 1, 0);
+
+    /* A record whose bytes no longer read back is not shared: a new one is
+     * written, and the damaged one is not offered again. */
+    char path[TU_PATH_MAX];
+    seg_path(path, c.seg);
+    uint8_t byte;
+    tu_pread_file(path, &byte, 1, c.off + REC_HEADER + 10);
+    byte ^= 0x40;
+    tu_pwrite_file(path, &byte, 1, c.off + REC_HEADER + 10);
+    datafile_cache_drop(df);
+    struct chunk_ref e = put_shared(df, 4, 0, 1, 1, 5000);
+    CHECKF(!is_shared(&e), "shared a damaged record: codec %#x", e.codec);
+    struct chunk_ref e2 = put_shared(df, 4, 1, 1, 1, 5000);
+    CHECKF(is_shared(&e2) && same_place(&e, &e2), "e2: codec %#x at %u/%llu, e at %u/%llu",
+           e2.codec, e2.seg, (unsigned long long)e2.off, e.seg, (unsigned long long)e.off);
+
+    /* A failed sync may have lost its segments' records: none is shared
+     * after it. */
+    CHECK_OK(datafile_sync(df));
+    struct chunk_ref g = put_shared(df, 5, 0, 5, 0, 3000);
+    f.error[OP_FDATASYNC] = -EIO;
+    CHECK_EQ(datafile_sync(df), -EIO);
+    f.error[OP_FDATASYNC] = 0;
+    struct chunk_ref g2 = put_shared(df, 5, 1, 5, 0, 3000);
+    CHECKF(!is_shared(&g2) && g2.seg != g.seg, "g2: codec %#x in segment %u, g in %u", g2.codec,
+           g2.seg, g.seg);
+    expect_like(df, 5, 1, &g2, 5, 0);
+
+    /* Nor are the records of a segment compaction took, or deleted. */
+    struct chunk_ref h = put_shared(df, 6, 0, 6, 0, 3000);
+    datafile_retire(df, h.seg);
+    struct chunk_ref h2 = put_shared(df, 6, 1, 6, 0, 3000);
+    CHECKF(!is_shared(&h2), "shared a record of a retired segment: codec %#x", h2.codec);
+    CHECK_OK(datafile_seal_active(df));
+    struct chunk_ref h3 = put_shared(df, 6, 2, 6, 0, 3000);
+    CHECKF(is_shared(&h3) && same_place(&h3, &h2), "h3: codec %#x", h3.codec);
+    CHECK_OK(datafile_remove(df, h2.seg));
+    struct chunk_ref h4 = put_shared(df, 6, 3, 6, 0, 3000);
+    CHECKF(!is_shared(&h4) && h4.seg != h2.seg, "h4: codec %#x in segment %u", h4.codec, h4.seg);
+    CHECK_OK(datafile_sync(df));
+    datafile_close(df);
+
+    /* Shared refs read the same after a reopen. */
+    df = open_df(&o);
+    expect_like(df, 2, 3, &b, 1, 0);
+    expect_like(df, 2, 3, &b2, 1, 0);
+    expect_like(df, 4, 1, &e2, 1, 1);
+    datafile_close(df);
+}
+
 /* ---- threads ---- */
 
 #define THREADS 4
@@ -930,6 +1098,7 @@ int main(int argc, char **argv)
     tu_run("zeroed_header", test_zeroed_header);
     tu_run("cache", test_cache);
     tu_run("copy_remove", test_copy_remove);
+    tu_run("shared", test_shared);
     tu_run("threads", test_threads);
     tu_run("enospc", test_enospc);
     tu_run("sync_failure", test_sync_failure);

@@ -1,8 +1,8 @@
 /*
  * test_store_api.c - the store's API at its edges, with the exact errors
  * mindb.h promises: opening and locking, keys (empty, longest, binary,
- * ordering), read-only stores, sizes on disk and stats. The namespace is
- * tested in test_store_namespace.c, the contents of files in
+ * ordering), read-only stores, sizes on disk and stats, shared chunks. The
+ * namespace is tested in test_store_namespace.c, the contents of files in
  * test_store_files.c. Each sub-test checks its state again after a close
  * and a reopen.
  */
@@ -378,6 +378,81 @@ static void test_stats(void)
     CHECK_OK(mindb_close(db));
 }
 
+/* The same bytes under several keys are stored once (a format 2 store
+ * shares the chunk records of values checkpointed since it was opened),
+ * each key still shows its bytes on disk, and compaction, which moves a
+ * shared record once for all its refs, keeps every copy whole. */
+static void test_shared_chunks(void)
+{
+    mindb *db = su_open_store(1);
+    size_t len = 300 * KiB, junk_len = 100 * KiB;
+    uint8_t *buf = malloc(len), *junk = malloc(junk_len);
+    CHECK(buf != NULL && junk != NULL);
+    su_value(buf, len, 7, 7);
+    uint64_t st = 99;
+    for (size_t i = 0; i < junk_len; i += 8) {
+        uint64_t r = tu_rand(&st);
+        memcpy(junk + i, &r, 8);
+    }
+    /* Dead bytes beside the shared records, so that compaction takes
+     * their segment. */
+    SU_PUT(db, KEY("junk"), junk, junk_len);
+    SU_PUT(db, KEY("a"), buf, len);
+    CHECK_OK(mindb_checkpoint(db));
+    struct mindb_stats one, three;
+    CHECK_OK(mindb_stats(db, &one));
+    CHECK_OK(mindb_delete(db, KEY("junk")));
+    SU_PUT(db, KEY("b"), buf, len);
+    SU_PUT(db, KEY("c"), buf, len);
+    /* More refs than the segment has bytes: a shared record counts once in
+     * its segment's live bytes, or compaction would never take it. */
+    char key[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "more%02d", i);
+        SU_PUT(db, KEY(key), buf, len);
+    }
+    CHECK_OK(mindb_checkpoint(db));
+    CHECK_OK(mindb_stats(db, &three));
+    uint64_t junk_disk = one.stored_bytes - STAT(db, "a").disk_bytes;
+    CHECKF(three.stored_bytes + junk_disk == one.stored_bytes,
+           "stored bytes: %llu with a and junk, %llu with a, b, c; junk took %llu",
+           (unsigned long long)one.stored_bytes, (unsigned long long)three.stored_bytes,
+           (unsigned long long)junk_disk);
+    uint64_t a_disk = STAT(db, "a").disk_bytes;
+    CHECK_EQ_U(STAT(db, "b").disk_bytes, a_disk);
+    CHECK_EQ_U(STAT(db, "c").disk_bytes, STAT(db, "a").disk_bytes);
+    CHECK_EQ_U(three.segment_bytes, one.segment_bytes);
+
+    CHECK_OK(mindb_delete(db, KEY("a")));
+    uint64_t compactions = three.compactions;
+    CHECK_OK(mindb_compact(db, 100, NULL, NULL));
+    CHECK_OK(mindb_stats(db, &three));
+    CHECKF(three.compactions > compactions, "compactions %llu, before %llu",
+           (unsigned long long)three.compactions, (unsigned long long)compactions);
+    /* Moved once: the data is one copy of the value, not one per key. */
+    CHECKF(three.segment_bytes < one.segment_bytes - junk_disk + a_disk / 2,
+           "segment bytes %llu after compaction, %llu with a and junk (junk %llu, a %llu)",
+           (unsigned long long)three.segment_bytes, (unsigned long long)one.segment_bytes,
+           (unsigned long long)junk_disk, (unsigned long long)a_disk);
+    for (int round = 0; round < 2; round++) {
+        EXPECT_VALUE(db, KEY("b"), buf, len);
+        EXPECT_VALUE(db, KEY("c"), buf, len);
+        EXPECT_VALUE(db, KEY("more19"), buf, len);
+        CHECK_EQ(mindb_check(db, NULL, NULL, NULL), 0);
+        db = su_reopen_store(db);
+    }
+    /* A value written again after a reopen is stored again, then shared. */
+    SU_PUT(db, KEY("d"), buf, len);
+    SU_PUT(db, KEY("e"), buf, len);
+    CHECK_OK(mindb_checkpoint(db));
+    EXPECT_VALUE(db, KEY("d"), buf, len);
+    EXPECT_VALUE(db, KEY("e"), buf, len);
+    CHECK_EQ(mindb_check(db, NULL, NULL, NULL), 0);
+    CHECK_OK(mindb_close(db));
+    free(buf);
+    free(junk);
+}
+
 /* Opening with `create` where an open failed before (it left only the LOCK
  * file), and several processes creating the same store at once: each gets
  * the store or -EBUSY, and there is one store with every key written. */
@@ -447,5 +522,6 @@ int main(int argc, char **argv)
     tu_run("keys", test_keys);
     tu_run("read_only", test_read_only);
     tu_run("stats", test_stats);
+    tu_run("shared_chunks", test_shared_chunks);
     return tu_finish();
 }

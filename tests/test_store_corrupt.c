@@ -292,15 +292,22 @@ static void test_format(void)
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_ENOTSTORE);
     write_text(format, "");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_ENOTSTORE);
-    write_text(format, "mindb store format 2\n");
+    write_text(format, "mindb store format 3\n");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_EVERSION);
     write_text(format, "mindb store format 99999\n");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_EVERSION);
     CHECK(strlen(mindb_strerror(MINDB_EVERSION)) > 0);
 
+    /* Format 1 (before shared chunks) still opens, and is left format 1. */
+    write_text(format, "mindb store format 1\n");
+    int rc;
+    db = try_open(dir, &rc);
+    CHECKF(db != NULL, "format 1: open returned %d (%s)", rc, su_strerror(rc));
+    CHECK_EQ(check_reads(db, 0), 0);
+    CHECK_OK(mindb_close(db));
+
     /* Put back, the store is whole. */
     write_text(format, saved);
-    int rc;
     db = try_open(dir, &rc);
     CHECKF(db != NULL, "open returned %d (%s)", rc, su_strerror(rc));
     CHECK_EQ(check_reads(db, 0), 0);

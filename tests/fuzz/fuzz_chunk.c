@@ -22,10 +22,11 @@
  *    for a raw chunk, what zstd alone makes of it for a compressed one, and
  *    the same again from the cache;
  *  - the same ref asked for under another object id or chunk index is
- *    -EIO;
+ *    -EIO; as a shared ref (CHUNK_SHARED) it reads the same bytes;
  *  - WRITE_BACK: each chunk read right is copied (compaction's move) and a
- *    new chunk written; both read back right, before and after the
- *    segment is synced, closed and opened again.
+ *    new chunk written, then written again as another chunk, which shares
+ *    its record; all read back right, before and after the segment is
+ *    synced, closed and opened again.
  *
  * Seeds: corpus/chunk/, made by fuzz_seeds (see README).
  *
@@ -143,7 +144,8 @@ static int open_data(int store_fd, int read_only, struct datafile **df)
     struct datafile_options o = {.compression_level = 3,
                                  .cache_bytes = 1 << 20,
                                  .segment_bytes = 1 << 20,
-                                 .read_only = read_only};
+                                 .read_only = read_only,
+                                 .share_chunks = 1};
     return datafile_open(store_fd, "data", 0, &o, df);
 }
 
@@ -180,6 +182,10 @@ static size_t read_records(struct datafile *df, const uint8_t *seg, size_t len,
             FZ_CHECK(datafile_read(df, other.id, other.index, &other.ref, c->bytes) == -EIO,
                      "the chunk at %" PRIu64 " asked for as index %" PRIu64 " is -EIO", off,
                      other.index);
+            other = *c;
+            other.id++;
+            other.ref.codec |= CHUNK_SHARED;
+            expect_bytes(df, &other, "as a shared ref of another object");
             n++;
         }
         uint64_t stored = c->ref.stored_len;
@@ -193,7 +199,7 @@ static size_t read_records(struct datafile *df, const uint8_t *seg, size_t len,
 static void write_back(int store_fd, struct datafile *df, struct chunk *chunks, size_t n,
                        const uint8_t *data, size_t size)
 {
-    struct chunk moved[MAX_RECORDS + 1];
+    struct chunk moved[MAX_RECORDS + 2];
     for (size_t i = 0; i < n; i++) {
         moved[i] = chunks[i];
         int rc = datafile_copy(df, chunks[i].id, chunks[i].index, &chunks[i].ref, &moved[i].ref);
@@ -208,16 +214,30 @@ static void write_back(int store_fd, struct datafile *df, struct chunk *chunks, 
     fresh->index = 3;
     size_t len = size < DATAFILE_MAX_CHUNK ? size : DATAFILE_MAX_CHUNK;
     fresh->bytes = (uint8_t *)data;
-    int rc = datafile_write(df, fresh->id, fresh->index, data, len, &fresh->ref);
-    FZ_CHECK(rc == 0, "writing a chunk of %zu bytes succeeds, got %d", len, rc);
+    int rc = datafile_write_shared(df, fresh->id, fresh->index, data, len, &fresh->ref);
+    FZ_CHECK(rc == 0 && !(fresh->ref.codec & CHUNK_SHARED),
+             "writing a chunk of %zu bytes succeeds, unshared (nothing written before holds "
+             "it), got %d, codec %#x",
+             len, rc, fresh->ref.codec);
     expect_bytes(df, fresh, "written");
+    struct chunk *twin = &moved[n + 1];
+    *twin = *fresh;
+    twin->id = 8;
+    twin->index = 0;
+    rc = datafile_write_shared(df, twin->id, twin->index, data, len, &twin->ref);
+    FZ_CHECK(rc == 0 && (twin->ref.codec & CHUNK_SHARED) && twin->ref.seg == fresh->ref.seg &&
+                 twin->ref.off == fresh->ref.off,
+             "the same %zu bytes written again share the record at %" PRIu64
+             ", got %d, codec %#x at %" PRIu64,
+             len, fresh->ref.off, rc, twin->ref.codec, twin->ref.off);
+    expect_bytes(df, twin, "shared");
     rc = datafile_sync(df);
     FZ_CHECK(rc == 0, "datafile_sync == 0, got %d", rc);
     datafile_close(df);
 
     rc = open_data(store_fd, 1, &df);
     FZ_CHECK(rc == 0, "the segments open again after the writes, got %d (%s)", rc, error_name(rc));
-    for (size_t i = 0; i <= n; i++)
+    for (size_t i = 0; i <= n + 1; i++)
         expect_bytes(df, &moved[i], "reopened");
     datafile_close(df);
 }
