@@ -35,15 +35,19 @@
 #include <string.h>
 
 #define KI_FANOUT 32
+/* Shared prefixes up to this long are kept in the node itself, which spares
+ * a descent a cache miss per level on key[0]. */
+#define KI_PREFIX_BYTES 22
 
 struct kitree {
     uint16_t n;    /* keys (in an inner node: children) */
     uint16_t skip; /* bytes every key of this node shares with key[0] */
     uint8_t leaf;
-    struct kitree *prev, *next;    /* leaves, in order */
-    uint64_t win[KI_FANOUT];       /* bytes [skip, skip + 8) of each key, big-endian */
-    struct kinode *key[KI_FANOUT]; /* leaf: its keys; inner: each child's first key */
-    struct kitree *child[];        /* inner nodes only */
+    uint8_t prefix[KI_PREFIX_BYTES]; /* those bytes, when skip <= KI_PREFIX_BYTES */
+    struct kitree *prev, *next;      /* leaves, in order */
+    uint64_t win[KI_FANOUT];         /* bytes [skip, skip + 8) of each key, big-endian */
+    struct kinode *key[KI_FANOUT];   /* leaf: its keys; inner: each child's first key */
+    struct kitree *child[];          /* inner nodes only */
 };
 
 struct keyindex {
@@ -91,6 +95,8 @@ static size_t common_prefix(const struct kinode *a, const struct kinode *b, size
 static void node_reskip(struct kitree *t)
 {
     t->skip = t->n ? (uint16_t)common_prefix(t->key[0], t->key[t->n - 1], SIZE_MAX) : 0;
+    if (t->skip <= KI_PREFIX_BYTES)
+        memcpy(t->prefix, t->key[0]->key, t->skip);
     for (unsigned i = 0; i < t->n; i++)
         t->win[i] = key_window(t->key[i]->key, t->key[i]->len, t->skip);
 }
@@ -170,7 +176,7 @@ static unsigned node_rank(const struct kitree *t, const uint8_t *key, size_t len
         /* Every key of t begins with these bytes: a key that does not is
          * below or above them all. */
         size_t m = len < skip ? len : skip;
-        int c = memcmp(key, t->key[0]->key, m);
+        int c = memcmp(key, skip <= KI_PREFIX_BYTES ? t->prefix : t->key[0]->key, m);
         if (c < 0 || (c == 0 && len < skip))
             return 0;
         if (c > 0)
@@ -477,6 +483,8 @@ static void verify_node(const struct kitree *t, int depth, const struct kinode *
         const struct kinode *k = t->key[i];
         if (t->skip > k->len || memcmp(k->key, t->key[0]->key, t->skip) != 0)
             v->err = "a key does not share its node's prefix";
+        else if (t->skip <= KI_PREFIX_BYTES && memcmp(k->key, t->prefix, t->skip) != 0)
+            v->err = "a node's copy of its prefix is wrong";
         else if (t->win[i] != key_window(k->key, k->len, t->skip))
             v->err = "a window does not match its key";
         else if (i > 0 && key_cmp(t->key[i - 1]->key, t->key[i - 1]->len, k->key, k->len) >= 0)
