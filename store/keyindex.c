@@ -95,7 +95,7 @@ static size_t common_prefix(const struct kinode *a, const struct kinode *b, size
 static void node_reskip(struct kitree *t)
 {
     t->skip = t->n ? (uint16_t)common_prefix(t->key[0], t->key[t->n - 1], SIZE_MAX) : 0;
-    if (t->skip <= KI_PREFIX_BYTES)
+    if (t->n && t->skip <= KI_PREFIX_BYTES)
         memcpy(t->prefix, t->key[0]->key, t->skip);
     for (unsigned i = 0; i < t->n; i++)
         t->win[i] = key_window(t->key[i]->key, t->key[i]->len, t->skip);
