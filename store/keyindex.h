@@ -2,9 +2,13 @@
  * keyindex.h - the ordered map from keys to objects, in memory. Private to
  * store/.
  *
- * A skip list ordered bytewise (memcmp, then length). Not thread-safe: the
+ * Each key is a node (struct kinode) that holds its bytes and its object,
+ * linked to the next key in order; a B+tree of those nodes finds a key in
+ * O(log n). Ordered bytewise (memcmp, then length). Not thread-safe: the
  * store's state lock protects it. Seeking is O(log n), so listing a
  * directory's children seeks past each deeper subtree instead of walking it.
+ * A node stays where it is until its key is removed; the tree around it
+ * moves as keys come and go.
  */
 #ifndef MINDB_KEYINDEX_H
 #define MINDB_KEYINDEX_H
@@ -14,19 +18,23 @@
 
 struct object;
 struct keyindex;
+struct kitree;
 
-#define KI_MAX_HEIGHT 20
+/* Deep enough for any count of keys: a level is added only when the root
+ * is full, and each level multiplies the leaf splits that takes by at least
+ * 16, so 2^64 inserts stay below 17 levels. */
+#define KI_MAX_DEPTH 20
 
 struct kinode {
     struct object *obj;
+    struct kinode *next; /* the next key in order */
     uint16_t len;
-    uint8_t height;
-    struct kinode *next[]; /* `height` pointers, then the key's bytes */
+    uint8_t key[];
 };
 
 static inline const uint8_t *kinode_key(const struct kinode *n)
 {
-    return (const uint8_t *)&n->next[n->height];
+    return n->key;
 }
 
 int keyindex_new(struct keyindex **out);
@@ -40,7 +48,7 @@ struct kinode *keyindex_find(const struct keyindex *ki, const void *key, size_t 
 struct kinode *keyindex_seek(const struct keyindex *ki, const void *key, size_t len, int after);
 static inline struct kinode *keyindex_next(const struct kinode *n)
 {
-    return n->next[0];
+    return n->next;
 }
 struct kinode *keyindex_first(const struct keyindex *ki);
 
@@ -48,7 +56,9 @@ struct kinode *keyindex_first(const struct keyindex *ki);
  * reuse, sparing a second descent, as long as the index does not change in
  * between. */
 struct ki_where {
-    struct kinode *prev[KI_MAX_HEIGHT];
+    struct kitree *node[KI_MAX_DEPTH]; /* from the root down to a leaf */
+    uint16_t pos[KI_MAX_DEPTH];        /* the child taken; in the leaf, the slot */
+    int depth;
 };
 struct kinode *keyindex_locate(const struct keyindex *ki, const void *key, size_t len,
                                struct ki_where *where);
@@ -61,5 +71,9 @@ int keyindex_insert(struct keyindex *ki, const void *key, size_t len, struct obj
 struct object *keyindex_remove(struct keyindex *ki, const void *key, size_t len);
 
 size_t keyindex_count(const struct keyindex *ki);
+
+/* Checks the tree's invariants (order, separators, links, counts): 0, or
+ * a short description of the first one broken. For tests. */
+const char *keyindex_verify(const struct keyindex *ki);
 
 #endif /* MINDB_KEYINDEX_H */
