@@ -19,6 +19,13 @@
 #define DEFAULT_COMPRESSION 3
 #define DEFAULT_CHECKPOINT_INTERVAL 30
 #define DEFAULT_TIMEOUT 1.0
+/* The daemon's memory is about the chunk cache, plus twice the dirty bound
+ * (a checkpoint writes out one set of dirty chunks while writers fill the
+ * next), plus the index (about 270 bytes per key): 32M each keep a store
+ * of a few hundred thousand files within 128 MiB. docs/FUSE.md, "Mount
+ * time and memory". */
+#define DEFAULT_CACHE_SIZE "32M"
+#define DEFAULT_DIRTY_SIZE "32M"
 
 enum {
     KEY_HELP = 1,
@@ -167,12 +174,13 @@ int options_store(const struct mindbfs_config *conf, struct mindb_options *o)
         return -EINVAL;
     }
     o->compression_level = (int)conf->compression;
-    if (conf->cache_size && parse_size("cache_size", conf->cache_size, &o->cache_bytes))
+    const char *cache = conf->cache_size ? conf->cache_size : DEFAULT_CACHE_SIZE;
+    const char *dirty = conf->dirty_size ? conf->dirty_size : DEFAULT_DIRTY_SIZE;
+    if (parse_size("cache_size", cache, &o->cache_bytes) ||
+        parse_size("dirty_size", dirty, &o->dirty_bytes))
         return -EINVAL;
-    if (conf->dirty_size && parse_size("dirty_size", conf->dirty_size, &o->dirty_bytes))
-        return -EINVAL;
-    if (conf->dirty_size && o->dirty_bytes < (1u << 20)) {
-        fprintf(stderr, "mindbfs: invalid dirty_size=%s (at least 1M)\n", conf->dirty_size);
+    if (o->dirty_bytes < (1u << 20)) {
+        fprintf(stderr, "mindbfs: invalid dirty_size=%s (at least 1M)\n", dirty);
         return -EINVAL;
     }
     if (conf->checkpoint_interval > 86400) {
@@ -217,9 +225,11 @@ void options_help(const char *prog)
            "\n"
            "mindbfs options:\n"
            "    -o compression=N          zstd level of stored data, 1..19 (default %d)\n"
-           "    -o cache_size=SIZE        decompressed data kept for reads (default 64M)\n"
+           "    -o cache_size=SIZE        decompressed data kept for reads (default %s)\n"
            "    -o dirty_size=SIZE        written data held in memory before it must be\n"
-           "                              checkpointed (default 64M)\n"
+           "                              checkpointed (default %s); the daemon's memory\n"
+           "                              is about cache_size + 2 x dirty_size + 270\n"
+           "                              bytes per file\n"
            "    -o checkpoint_interval=S  checkpoint after S seconds with changes; 0 only\n"
            "                              by size (default %d)\n"
            "    -o sync                   every change is durable before its call returns\n"
@@ -237,7 +247,8 @@ void options_help(const char *prog)
            "\n"
            "In /etc/fstab:  STORE_DIR MOUNTPOINT fuse.mindbfs defaults 0 0\n"
            "\n",
-           prog, DEFAULT_COMPRESSION, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_TIMEOUT,
+           prog, DEFAULT_COMPRESSION, DEFAULT_CACHE_SIZE, DEFAULT_DIRTY_SIZE,
+           DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_TIMEOUT,
            DEFAULT_TIMEOUT, DEFAULT_TIMEOUT);
     printf("libfuse options:\n");
     fflush(stdout);

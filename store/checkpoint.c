@@ -23,6 +23,7 @@
 #include "db_int.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,6 +50,17 @@ static void install(mindb *db, struct frozen_chunk *frozen, size_t n, int failed
         }
         free((void *)f->buf);
     }
+}
+
+/* The frozen chunks a checkpoint frees are up to dirty_bytes of the heap,
+ * which glibc keeps for later use unless told otherwise: a daemon that once
+ * wrote a large file would go on holding that much. Trimming costs one
+ * walk over the free lists per checkpoint. */
+static void give_back_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 /* Says checkpoint `pass` is over, to writers waiting for memory. */
@@ -104,6 +116,8 @@ int checkpoint_run(mindb *db)
     }
     pthread_rwlock_unlock(&db->state);
     free(frozen);
+    if (n_frozen)
+        give_back_memory();
     pass_finished(db, pass);
     if (err) {
         db_log(db, "checkpoint failed: %s", mindb_strerror(err));
