@@ -19,13 +19,13 @@
 #define DEFAULT_COMPRESSION 3
 #define DEFAULT_CHECKPOINT_INTERVAL 30
 #define DEFAULT_TIMEOUT 1.0
-/* The daemon's memory is about the chunk cache, plus twice the dirty bound
- * (a checkpoint writes out one set of dirty chunks while writers fill the
- * next), plus the index (about 270 bytes per key): 32M each keep a store
- * of a few hundred thousand files within 128 MiB. docs/FUSE.md, "Mount
- * time and memory". */
+/* The daemon's memory is the chunk cache, the dirty data, and the index
+ * (about 270 bytes per key), plus for the length of a checkpoint the dirty
+ * data it is writing out. A smaller dirty bound costs writes a quarter of
+ * their speed; a smaller cache costs little, since the kernel's page cache
+ * holds what is read again. docs/FUSE.md, "Mount time and memory". */
 #define DEFAULT_CACHE_SIZE "32M"
-#define DEFAULT_DIRTY_SIZE "32M"
+#define DEFAULT_DIRTY_SIZE "64M"
 
 enum {
     KEY_HELP = 1,
@@ -227,9 +227,9 @@ void options_help(const char *prog)
            "    -o compression=N          zstd level of stored data, 1..19 (default %d)\n"
            "    -o cache_size=SIZE        decompressed data kept for reads (default %s)\n"
            "    -o dirty_size=SIZE        written data held in memory before it must be\n"
-           "                              checkpointed (default %s); the daemon's memory\n"
-           "                              is about cache_size + 2 x dirty_size + 270\n"
-           "                              bytes per file\n"
+           "                              checkpointed (default %s); the daemon holds\n"
+           "                              about cache_size + dirty_size + 270 bytes a\n"
+           "                              file, and during a checkpoint dirty_size more\n"
            "    -o checkpoint_interval=S  checkpoint after S seconds with changes; 0 only\n"
            "                              by size (default %d)\n"
            "    -o sync                   every change is durable before its call returns\n"
