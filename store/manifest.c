@@ -188,10 +188,26 @@ static void snap_object(struct snap *s, struct object *obj)
     s->objects++;
 }
 
-static void snap_unordered(void *ctx, struct object *obj)
+static int pointer_cmp(const void *a, const void *b)
 {
-    if (obj->nlink != 1)
-        snap_object(ctx, obj);
+    uintptr_t x = (uintptr_t) * (struct object *const *)a;
+    uintptr_t y = (uintptr_t) * (struct object *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The objects no single key names: those several keys name (each met once
+ * per key in the walk, gathered in `linked`), and those only handles hold
+ * (nlink 0, reachable through the open handles alone), whose dirty chunks
+ * are frozen too though they are not written. */
+static void snap_unordered(struct snap *s, struct object **linked, size_t n_linked)
+{
+    qsort(linked, n_linked, sizeof(*linked), pointer_cmp);
+    for (size_t i = 0; i < n_linked; i++)
+        if (i == 0 || linked[i] != linked[i - 1])
+            snap_object(s, linked[i]);
+    for (mindb_file *f = s->db->files; f; f = f->next)
+        if (f->obj->nlink == 0)
+            snap_object(s, f->obj);
 }
 
 int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf *out,
@@ -207,10 +223,28 @@ int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf
      * load finds the object of each key next in line instead of looking
      * it up (see load_body); the rest (hard links, objects only handles
      * hold) follow. */
-    for (struct kinode *n = keyindex_first(db->index); n && !s.err; n = keyindex_next(n))
-        if (n->obj->nlink == 1)
+    struct object **linked = NULL;
+    size_t n_linked = 0, cap_linked = 0;
+    for (struct kinode *n = keyindex_first(db->index); n && !s.err; n = keyindex_next(n)) {
+        if (n->obj->nlink == 1) {
             snap_object(&s, n->obj);
-    objtable_each(&db->objects, snap_unordered, &s);
+            continue;
+        }
+        if (n_linked == cap_linked) {
+            size_t cap = cap_linked ? cap_linked * 2 : 64;
+            struct object **p = realloc(linked, cap * sizeof(*p));
+            if (!p) {
+                s.err = -ENOMEM;
+                break;
+            }
+            linked = p;
+            cap_linked = cap;
+        }
+        linked[n_linked++] = n->obj;
+    }
+    if (!s.err)
+        snap_unordered(&s, linked, n_linked);
+    free(linked);
     uint64_t keys = 0;
     for (struct kinode *n = keyindex_first(db->index); n && !s.err; n = keyindex_next(n)) {
         if ((s.err = mb_reserve(out, 2 + n->len + 8 + 8)))
