@@ -201,7 +201,8 @@ static int pointer_cmp(const void *a, const void *b)
  * are frozen too though they are not written. */
 static void snap_unordered(struct snap *s, struct object **linked, size_t n_linked)
 {
-    qsort(linked, n_linked, sizeof(*linked), pointer_cmp);
+    if (n_linked > 1) /* qsort takes no NULL, even for nothing */
+        qsort(linked, n_linked, sizeof(*linked), pointer_cmp);
     for (size_t i = 0; i < n_linked; i++)
         if (i == 0 || linked[i] != linked[i - 1])
             snap_object(s, linked[i]);
@@ -668,7 +669,7 @@ static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
 }
 
 /* Bytes an object takes in the body at least (no xattrs, no chunks). */
-#define OBJECT_MIN_BYTES 64
+#define OBJECT_MIN_BYTES 60
 
 /* The objects and keys of a manifest, once decompressed. Keys come in
  * order, so each goes at the end of the index; and the object a key names
