@@ -19,6 +19,15 @@
 #define DEFAULT_COMPRESSION 3
 #define DEFAULT_CHECKPOINT_INTERVAL 30
 #define DEFAULT_TIMEOUT 1.0
+/* The daemon's memory is the chunk cache, the dirty data, and the index
+ * (about 270 bytes per key), plus for the length of a checkpoint the dirty
+ * data it is writing out: 32M + 2 x 32M leave room for the index of a few
+ * hundred thousand files within 128 MiB. 32M of dirty data instead of 64M
+ * measured within the noise on a 1 GiB write; a smaller cache costs little,
+ * since the kernel's page cache holds what is read again. docs/FUSE.md,
+ * "Mount time and memory". */
+#define DEFAULT_CACHE_SIZE "32M"
+#define DEFAULT_DIRTY_SIZE "32M"
 
 enum {
     KEY_HELP = 1,
@@ -167,12 +176,13 @@ int options_store(const struct mindbfs_config *conf, struct mindb_options *o)
         return -EINVAL;
     }
     o->compression_level = (int)conf->compression;
-    if (conf->cache_size && parse_size("cache_size", conf->cache_size, &o->cache_bytes))
+    const char *cache = conf->cache_size ? conf->cache_size : DEFAULT_CACHE_SIZE;
+    const char *dirty = conf->dirty_size ? conf->dirty_size : DEFAULT_DIRTY_SIZE;
+    if (parse_size("cache_size", cache, &o->cache_bytes) ||
+        parse_size("dirty_size", dirty, &o->dirty_bytes))
         return -EINVAL;
-    if (conf->dirty_size && parse_size("dirty_size", conf->dirty_size, &o->dirty_bytes))
-        return -EINVAL;
-    if (conf->dirty_size && o->dirty_bytes < (1u << 20)) {
-        fprintf(stderr, "mindbfs: invalid dirty_size=%s (at least 1M)\n", conf->dirty_size);
+    if (o->dirty_bytes < (1u << 20)) {
+        fprintf(stderr, "mindbfs: invalid dirty_size=%s (at least 1M)\n", dirty);
         return -EINVAL;
     }
     if (conf->checkpoint_interval > 86400) {
@@ -217,9 +227,11 @@ void options_help(const char *prog)
            "\n"
            "mindbfs options:\n"
            "    -o compression=N          zstd level of stored data, 1..19 (default %d)\n"
-           "    -o cache_size=SIZE        decompressed data kept for reads (default 64M)\n"
+           "    -o cache_size=SIZE        decompressed data kept for reads (default %s)\n"
            "    -o dirty_size=SIZE        written data held in memory before it must be\n"
-           "                              checkpointed (default 64M)\n"
+           "                              checkpointed (default %s); the daemon holds\n"
+           "                              about cache_size + dirty_size + 270 bytes a\n"
+           "                              file, and during a checkpoint dirty_size more\n"
            "    -o checkpoint_interval=S  checkpoint after S seconds with changes; 0 only\n"
            "                              by size (default %d)\n"
            "    -o sync                   every change is durable before its call returns\n"
@@ -237,7 +249,8 @@ void options_help(const char *prog)
            "\n"
            "In /etc/fstab:  STORE_DIR MOUNTPOINT fuse.mindbfs defaults 0 0\n"
            "\n",
-           prog, DEFAULT_COMPRESSION, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_TIMEOUT,
+           prog, DEFAULT_COMPRESSION, DEFAULT_CACHE_SIZE, DEFAULT_DIRTY_SIZE,
+           DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_TIMEOUT,
            DEFAULT_TIMEOUT, DEFAULT_TIMEOUT);
     printf("libfuse options:\n");
     fflush(stdout);

@@ -14,7 +14,8 @@
  *     48 u64 keys that follow        56 u64 bytes of the body below
  *   the body, as one zstd frame (level 1: the manifest is rewritten at
  *   every checkpoint; metadata compresses about 3x even so):
- *   objects, each:
+ *   objects, each (those that one key names first, in the order of their
+ *   keys, which loads fastest; a reader takes any order):
  *     u64 id, u32 mode, u32 uid, u32 gid, u32 xattr count, u64 size,
  *     i64 atime, i64 mtime, i64 ctime (ns), u32 chunk count,
  *     xattrs: u16 name length, name, u32 value length, value,
@@ -128,9 +129,11 @@ static void freeze_object(struct snap *s, struct object *obj)
     }
 }
 
-static void snap_object(void *ctx, struct object *obj)
+/* Freezes the object's dirty chunks and writes it (unless no key names
+ * it). Its chunks were frozen just now, at the end of `frozen`, which is
+ * where the search for each frozen chunk's place in the manifest starts. */
+static void snap_object(struct snap *s, struct object *obj)
 {
-    struct snap *s = ctx;
     if (s->err)
         return;
     freeze_object(s, obj);
@@ -185,6 +188,29 @@ static void snap_object(void *ctx, struct object *obj)
     s->objects++;
 }
 
+static int pointer_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (struct object *const *)a;
+    uintptr_t y = (uintptr_t) * (struct object *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The objects no single key names: those several keys name (each met once
+ * per key in the walk, gathered in `linked`), and those only handles hold
+ * (nlink 0, reachable through the open handles alone), whose dirty chunks
+ * are frozen too though they are not written. */
+static void snap_unordered(struct snap *s, struct object **linked, size_t n_linked)
+{
+    if (n_linked > 1) /* qsort takes no NULL, even for nothing */
+        qsort(linked, n_linked, sizeof(*linked), pointer_cmp);
+    for (size_t i = 0; i < n_linked; i++)
+        if (i == 0 || linked[i] != linked[i - 1])
+            snap_object(s, linked[i]);
+    for (mindb_file *f = s->db->files; f; f = f->next)
+        if (f->obj->nlink == 0)
+            snap_object(s, f->obj);
+}
+
 int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf *out,
                       struct frozen_chunk **frozen, size_t *n_frozen)
 {
@@ -194,7 +220,32 @@ int manifest_snapshot(mindb *db, uint64_t seq, uint64_t pos, struct manifest_buf
     if (err)
         return err;
     out->len = MANIFEST_HEADER;
-    objtable_each(&db->objects, snap_object, &s);
+    /* Objects named by one key go in the order of their keys, so that a
+     * load finds the object of each key next in line instead of looking
+     * it up (see load_body); the rest (hard links, objects only handles
+     * hold) follow. */
+    struct object **linked = NULL;
+    size_t n_linked = 0, cap_linked = 0;
+    for (struct kinode *n = keyindex_first(db->index); n && !s.err; n = keyindex_next(n)) {
+        if (n->obj->nlink == 1) {
+            snap_object(&s, n->obj);
+            continue;
+        }
+        if (n_linked == cap_linked) {
+            size_t cap = cap_linked ? cap_linked * 2 : 64;
+            struct object **p = realloc(linked, cap * sizeof(*p));
+            if (!p) {
+                s.err = -ENOMEM;
+                break;
+            }
+            linked = p;
+            cap_linked = cap;
+        }
+        linked[n_linked++] = n->obj;
+    }
+    if (!s.err)
+        snap_unordered(&s, linked, n_linked);
+    free(linked);
     uint64_t keys = 0;
     for (struct kinode *n = keyindex_first(db->index); n && !s.err; n = keyindex_next(n)) {
         if ((s.err = mb_reserve(out, 2 + n->len + 8 + 8)))
@@ -440,7 +491,29 @@ static const uint8_t *rd_take(struct reader *r, size_t n)
             memset(&(v), 0, sizeof(v));                                                            \
     } while (0)
 
-static int load_object(mindb *db, struct reader *r)
+/* Which ids a load has seen, to refuse an id given twice. A bitmap of the
+ * ids below the header's next id is a few bytes per object and stays in
+ * the processor's cache; asking the table instead costs a miss in memory
+ * per object. Ids at or above it (none in a sound manifest) and a bitmap
+ * too large to be worth it go through the table, where such objects are
+ * put as they are loaded. */
+struct seen_ids {
+    uint8_t *bits;
+    uint64_t limit;
+};
+
+static int seen_before(mindb *db, struct seen_ids *seen, uint64_t id)
+{
+    if (id >= seen->limit)
+        return objtable_get(&db->objects, id) != NULL;
+    uint8_t bit = (uint8_t)(1u << (id & 7));
+    if (seen->bits[id >> 3] & bit)
+        return 1;
+    seen->bits[id >> 3] |= bit;
+    return 0;
+}
+
+static int load_object(mindb *db, struct reader *r, struct seen_ids *seen, struct object **out)
 {
     uint64_t id, size;
     uint32_t mode, uid, gid, n_x, n_c;
@@ -456,7 +529,7 @@ static int load_object(mindb *db, struct reader *r)
     RD(r, ct);
     RD(r, n_c);
     /* Ids run from 1 to UINT64_MAX - 1 (see apply.c). */
-    if (r->bad || id == 0 || id == UINT64_MAX || objtable_get(&db->objects, id) ||
+    if (r->bad || id == 0 || id == UINT64_MAX || seen_before(db, seen, id) ||
         size > MINDB_MAX_SIZE)
         return MINDB_ECORRUPT;
     struct object *obj = object_new(id, mode, uid, gid, 0);
@@ -466,7 +539,10 @@ static int load_object(mindb *db, struct reader *r)
     obj->atime = at;
     obj->mtime = mt;
     obj->ctime = ct;
-    objtable_put(&db->objects, obj);
+    /* The caller puts the rest in the table, all at once. */
+    if (id >= seen->limit)
+        objtable_put(&db->objects, obj);
+    *out = obj;
     /* The header's next id is a floor: ids already used are never handed
      * out again, whatever it says. */
     if (id >= db->next_id)
@@ -511,7 +587,6 @@ static int load_object(mindb *db, struct reader *r)
 }
 
 static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys);
-
 /*
  * Decompresses the body, which must be one zstd frame of exactly body_len
  * bytes. The buffer grows with what the frame yields, not with what the
@@ -593,22 +668,61 @@ static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
     return err;
 }
 
-/* The objects and keys of a manifest, once decompressed. */
+/* Bytes an object takes in the body at least (no xattrs, no chunks). */
+#define OBJECT_MIN_BYTES 60
+
+/* The objects and keys of a manifest, once decompressed. Keys come in
+ * order, so each goes at the end of the index; and the object a key names
+ * is usually the next one in the order of loading (see manifest_snapshot),
+ * found without a look-up in the table, whose memory a million keys would
+ * visit at random. */
 static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys)
 {
     struct reader r = {.p = body, .left = len};
-    int err = 0;
-    for (uint64_t i = 0; i < n_obj && !err; i++)
-        err = load_object(db, &r);
+    if (n_obj > len / OBJECT_MIN_BYTES)
+        return MINDB_ECORRUPT;
+    struct object **loaded = malloc((n_obj ? n_obj : 1) * sizeof(*loaded));
+    if (!loaded)
+        return -ENOMEM;
+    /* The header's next id, before load_object raises it. */
+    struct seen_ids seen = {.limit = db->next_id <= (uint64_t)len ? db->next_id : 0};
+    seen.bits = calloc(seen.limit / 8 + 1, 1);
+    int err = seen.bits ? 0 : -ENOMEM;
+    size_t made = 0, early = 0;
+    for (uint64_t i = 0; i < n_obj && !err; i++) {
+        loaded[i] = NULL;
+        err = load_object(db, &r, &seen, &loaded[i]);
+        if (loaded[i]) {
+            made++;
+            early += loaded[i]->id >= seen.limit;
+        }
+    }
+    free(seen.bits);
+    /* Into the table, also after a failure, which frees them from there. */
+    if (!early)
+        objtable_put_many(&db->objects, loaded, made);
+    else
+        for (size_t i = 0; i < made; i++)
+            if (loaded[i]->id < seen.limit)
+                objtable_put(&db->objects, loaded[i]);
     uint8_t prev[MINDB_MAX_KEY];
     uint16_t prev_len = 0;
+    uint64_t next = 0; /* the object the next key most likely names */
+    struct ki_where tail;
+    keyindex_locate(db->index, "", 0, &tail);
     for (uint64_t i = 0; i < n_keys && !err; i++) {
         uint16_t kl;
         uint64_t id;
         RD(&r, kl);
         const uint8_t *key = rd_take(&r, kl);
         RD(&r, id);
-        struct object *obj = r.bad ? NULL : objtable_get(&db->objects, id);
+        struct object *obj;
+        if (r.bad)
+            obj = NULL;
+        else if (next < n_obj && loaded[next]->id == id)
+            obj = loaded[next++];
+        else
+            obj = objtable_get(&db->objects, id);
         /* The empty key, the root, is a directory (and comes first). A
          * directory has one key: nothing links one, and the counts of
          * subdirectories (its nlink) assume it. */
@@ -617,11 +731,18 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
             err = MINDB_ECORRUPT;
             break;
         }
-        err = keyindex_insert(db->index, key, kl, obj);
+        err = keyindex_insert_at(db->index, &tail, key, kl, obj);
+        if (err)
+            break;
+        /* The new node is the last at each of its levels. */
+        struct kinode *added = tail.prev[0]->next[0];
+        for (int level = 0; level < added->height; level++)
+            tail.prev[level] = added;
         obj->nlink++;
         memcpy(prev, key, kl);
         prev_len = kl;
     }
+    free(loaded);
     if (!err && (r.bad || r.left != 0))
         err = MINDB_ECORRUPT;
     return err;

@@ -200,6 +200,22 @@ static int grow(struct objtable *t)
     return 0;
 }
 
+/* How far ahead objtable_put_many() fetches buckets: enough misses in
+ * flight to hide the memory's latency. */
+#define PUT_AHEAD 16
+
+void objtable_put_many(struct objtable *t, struct object *const *objs, size_t n)
+{
+    /* A failed grow only makes chains longer. */
+    while (t->count + n > t->mask && grow(t) == 0)
+        ;
+    for (size_t i = 0; i < n; i++) {
+        if (i + PUT_AHEAD < n)
+            __builtin_prefetch(&t->buckets[id_hash(objs[i + PUT_AHEAD]->id) & t->mask], 1);
+        objtable_put(t, objs[i]);
+    }
+}
+
 int objtable_put(struct objtable *t, struct object *obj)
 {
     /* A failed grow only makes chains longer. */

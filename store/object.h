@@ -79,6 +79,10 @@ int objtable_init(struct objtable *t);
 /* Frees the table and every object in it. */
 void objtable_destroy(struct objtable *t);
 struct object *objtable_get(const struct objtable *t, uint64_t id);
+/* Puts many objects (whose ids are not in the table) at once: the table
+ * grows once, and each bucket is fetched from memory while earlier ones
+ * are filled. Loading a million objects one by one waits on a miss each. */
+void objtable_put_many(struct objtable *t, struct object *const *objs, size_t n);
 int objtable_put(struct objtable *t, struct object *obj);
 void objtable_remove(struct objtable *t, struct object *obj);
 /* Calls fn on every object; fn may not add or remove objects. */

@@ -19,8 +19,8 @@ from conftest import (Mount, build_dir, find_daemon_pids, is_mounted, mindb_path
 OPTIONS_WITH_DEFAULTS = {
     # option name in --help -> how its default is written
     "compression": r"\b3\b",
-    "cache_size": r"\b64\s*M",
-    "dirty_size": r"\b64\s*M",
+    "cache_size": r"\b32\s*M",
+    "dirty_size": r"\b32\s*M",
     "checkpoint_interval": r"\b30\b",
     "attr_timeout": r"\b1(\.0*)?\b",
     "entry_timeout": r"\b1(\.0*)?\b",

@@ -10,17 +10,15 @@
  * one: in memory only when opened read-only, logged at the first writable
  * open.
  */
+#include "manifestfile.h"
 #include "storeutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
-#include <zstd.h>
 
 #define ROOT "", 0
 
@@ -498,116 +496,25 @@ static void test_crash(void)
 
 /* ---- a store made before the root existed ---- */
 
-struct mbuf {
-    uint8_t p[4096];
-    size_t len;
-};
-
-static void mb_put(struct mbuf *b, const void *p, size_t n)
-{
-    CHECK(b->len + n <= sizeof b->p);
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-#define MB_PUT(b, v)                                                                               \
-    do {                                                                                           \
-        __typeof__(v) mb_v_ = (v);                                                                 \
-        mb_put(b, &mb_v_, sizeof mb_v_);                                                           \
-    } while (0)
-
 #define OLD_TIME ((int64_t)1500000000 * 1000000000)
 
-static void old_object(struct mbuf *b, uint64_t id, uint32_t mode)
-{
-    MB_PUT(b, id);
-    MB_PUT(b, mode);
-    MB_PUT(b, (uint32_t)geteuid());
-    MB_PUT(b, (uint32_t)getegid());
-    MB_PUT(b, (uint32_t)0); /* xattrs */
-    MB_PUT(b, (uint64_t)0); /* size */
-    MB_PUT(b, OLD_TIME);
-    MB_PUT(b, OLD_TIME);
-    MB_PUT(b, OLD_TIME);
-    MB_PUT(b, (uint32_t)0); /* chunks */
-}
-
-static void old_key(struct mbuf *b, const char *key, uint64_t id)
-{
-    MB_PUT(b, (uint16_t)strlen(key));
-    mb_put(b, key, strlen(key));
-    MB_PUT(b, id);
-}
-
-/* The greatest manifest name in `dir` ("" when none). */
-static void newest_manifest(const char *dir, char name[64])
-{
-    name[0] = 0;
-    DIR *d = opendir(dir);
-    CHECK(d != NULL);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, "manifest.", 9) == 0 && strlen(e->d_name) == 25 &&
-            strcmp(e->d_name, name) > 0)
-            snprintf(name, 64, "%s", e->d_name);
-    closedir(d);
-}
-
-/* Replaces the manifests of the closed store `dir` (tu_dir()/store, as
- * su_open_store() makes it) with one as a build without
- * the root wrote it (docs/FORMAT.md): the same sequence number and log
- * position (the log after it is empty), and the keys "file", "other",
+/* Replaces the manifests of the closed store `dir` with one as a build
+ * without the root wrote it (docs/FORMAT.md): the same sequence number and
+ * log position (the log after it is empty), and the keys "file", "other",
  * "top" and "top/sub" (objects 5 to 8; directories but "file"), without
  * the empty key. The next object id is 9. */
 static void make_old_store(const char *dir)
 {
-    char name[64], path[TU_PATH_MAX];
-    newest_manifest(dir, name);
-    CHECK(name[0] != 0);
-    tu_path(path, "store/%s", name);
-    uint8_t head[64];
-    tu_pread_file(path, head, sizeof head, 0);
-    uint64_t seq, pos;
-    memcpy(&seq, head + 16, 8);
-    memcpy(&pos, head + 24, 8);
-    for (newest_manifest(dir, name); name[0]; newest_manifest(dir, name)) {
-        tu_path(path, "store/%s", name);
-        CHECK(unlink(path) == 0);
-    }
-
-    struct mbuf body = {.len = 0};
-    old_object(&body, 5, S_IFREG | 0644);
-    old_object(&body, 6, S_IFDIR | 0755);
-    old_object(&body, 7, S_IFDIR | 0755);
-    old_object(&body, 8, S_IFDIR | 0700);
-    old_key(&body, "file", 5);
-    old_key(&body, "other", 6);
-    old_key(&body, "top", 7);
-    old_key(&body, "top/sub", 8);
-
-    size_t cap = ZSTD_compressBound(body.len);
-    uint8_t *file = malloc(64 + cap + 8);
-    CHECK(file != NULL);
-    memset(file, 0, 64);
-    memcpy(file, "MINDBMAN", 8);
-    uint32_t version = 1;
-    uint64_t next_id = 9, objects = 4, keys = 4, body_len = body.len;
-    memcpy(file + 8, &version, 4);
-    memcpy(file + 16, &seq, 8);
-    memcpy(file + 24, &pos, 8);
-    memcpy(file + 32, &next_id, 8);
-    memcpy(file + 40, &objects, 8);
-    memcpy(file + 48, &keys, 8);
-    memcpy(file + 56, &body_len, 8);
-    size_t z = ZSTD_compress(file + 64, cap, body.p, body.len, 1);
-    CHECK(!ZSTD_isError(z));
-    uint64_t sum = XXH3_64bits(file, 64 + z);
-    memcpy(file + 64 + z, &sum, 8);
-    tu_path(path, "store/manifest.%016llx", (unsigned long long)seq);
-    FILE *out = fopen(path, "wb");
-    CHECK(out != NULL);
-    CHECK(fwrite(file, 1, 64 + z + 8, out) == 64 + z + 8);
-    CHECK(fclose(out) == 0);
-    free(file);
+    struct mf_body body = {.len = 0};
+    mf_object(&body, 5, S_IFREG | 0644, OLD_TIME);
+    mf_object(&body, 6, S_IFDIR | 0755, OLD_TIME);
+    mf_object(&body, 7, S_IFDIR | 0755, OLD_TIME);
+    mf_object(&body, 8, S_IFDIR | 0700, OLD_TIME);
+    mf_key(&body, "file", 5);
+    mf_key(&body, "other", 6);
+    mf_key(&body, "top", 7);
+    mf_key(&body, "top/sub", 8);
+    mf_replace(dir, &body, 9);
 }
 
 static void old_check(mindb *db, uint32_t nlink, uint64_t keys)
@@ -646,7 +553,7 @@ static void test_old_store(void)
 
     /* Read-only: a root in memory, nothing written. */
     char name[64], path[TU_PATH_MAX];
-    newest_manifest(su_store_dir, name);
+    mf_newest(su_store_dir, name);
     tu_path(path, "store/%s", name);
     uint64_t size = tu_file_size(path);
     for (int i = 0; i < 2; i++) {
