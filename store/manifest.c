@@ -672,10 +672,10 @@ static int load_one(mindb *db, const uint8_t *p, size_t len, uint64_t *pos)
 #define OBJECT_MIN_BYTES 60
 
 /* The objects and keys of a manifest, once decompressed. Keys come in
- * order, so each goes at the end of the index; and the object a key names
- * is usually the next one in the order of loading (see manifest_snapshot),
- * found without a look-up in the table, whose memory a million keys would
- * visit at random. */
+ * order, so each goes at the end of the index, along its right edge; and
+ * the object a key names is usually the next one in the order of loading
+ * (see manifest_snapshot), found without a look-up in the table, whose
+ * memory a million keys would visit at random. */
 static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj, uint64_t n_keys)
 {
     struct reader r = {.p = body, .left = len};
@@ -708,8 +708,7 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
     uint8_t prev[MINDB_MAX_KEY];
     uint16_t prev_len = 0;
     uint64_t next = 0; /* the object the next key most likely names */
-    struct ki_where tail;
-    keyindex_locate(db->index, "", 0, &tail);
+    struct ki_where where;
     for (uint64_t i = 0; i < n_keys && !err; i++) {
         uint16_t kl;
         uint64_t id;
@@ -731,13 +730,12 @@ static int load_body(mindb *db, const uint8_t *body, size_t len, uint64_t n_obj,
             err = MINDB_ECORRUPT;
             break;
         }
-        err = keyindex_insert_at(db->index, &tail, key, kl, obj);
+        /* Keys come in order, so each descent follows the index's right
+         * edge, which the previous one left in the cache. */
+        keyindex_locate(db->index, key, kl, &where);
+        err = keyindex_insert_at(db->index, &where, key, kl, obj);
         if (err)
             break;
-        /* The new node is the last at each of its levels. */
-        struct kinode *added = tail.prev[0]->next[0];
-        for (int level = 0; level < added->height; level++)
-            tail.prev[level] = added;
         obj->nlink++;
         memcpy(prev, key, kl);
         prev_len = kl;
