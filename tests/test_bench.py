@@ -71,6 +71,8 @@ def test_bench_runs_every_kind_of_target(bench_env):
     assert rss and all(v > 1 << 20 for v in rss), f"mindbfs peak RSS figures: {rss}"
     assert "target" in r.stdout and "met" in r.stdout, f"no check table printed:\n{r.stdout}"
     assert leftovers(tmp_path) == ([], []), f"left behind: {leftovers(tmp_path)}"
+    strays = [p for p in os.listdir(REPO) if p.endswith(".log") or p == "fs_log.txt"]
+    assert not strays, f"files left in the source tree: {strays}"
 
 
 def test_bench_cleans_up_after_a_failing_workload(bench_env, monkeypatch):
