@@ -40,6 +40,7 @@ def _unescape_mountinfo(field):
 def mounted_at(path):
     """The filesystem type mounted at path per /proc/self/mountinfo, or
     None."""
+    path = os.path.realpath(path)
     found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -108,15 +109,7 @@ class Mount:
         return self.log.read()[-4000:]
 
     def memory(self):
-        """The daemon's resident set now and at its peak, in bytes, from
-        /proc/PID/status (VmRSS, VmHWM)."""
-        out = {}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) * 1024
-        return out
+        return process_memory(self.proc.pid)
 
     def unmount(self):
         """fusermount3 -u (retried while busy), then waits for the daemon; a
@@ -150,6 +143,34 @@ class Mount:
         if status != 0:
             warn(f"{self.cmd[0]} exited with status {status}:\n{self.log_text()}")
         self.log.close()
+
+
+def process_memory(pid):
+    """A process's resident set now and at its peak, in bytes, from
+    /proc/PID/status: {"VmRSS": ..., "VmHWM": ...}."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def disk_usage(path):
+    """Bytes of the blocks allocated to everything under path, each inode
+    once; files that vanish meanwhile count nothing."""
+    total, seen = 0, set()
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
 
 
 DROP_WARNED = False
