@@ -271,3 +271,28 @@ def test_shared_library_exports_public_api_only(inst):
     assert exported == declared, (
         f"exported but not in mindb.h: {sorted(exported - declared)}; "
         f"in mindb.h but not exported: {sorted(declared - exported)}")
+
+
+def test_concurrent_installs_to_different_prefixes(tmp_path):
+    # Two packagers (or two pytest workers) installing one build tree at once
+    # must not trip over each other: nothing is staged in the build tree.
+    cache = cache_entries()
+    prefixes = [tmp_path / f"prefix{i}" for i in range(8)]
+    procs = [subprocess.Popen(["cmake", "--install", os.fspath(BUILD), "--prefix", os.fspath(p)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for p in prefixes]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    for prefix, proc, out in zip(prefixes, procs, outputs):
+        assert proc.returncode == 0, f"install to {prefix}: exit {proc.returncode}\n{out[-4000:]}"
+        pc = (Install(prefix, cache).pkgconfig_dir / "mindb.pc").read_text()
+        assert f"prefix={prefix}\n" in pc
+
+
+def test_destdir_stays_out_of_pkg_config_file(tmp_path):
+    cache = cache_entries()
+    env = dict(os.environ, DESTDIR=os.fspath(tmp_path / "stage"))
+    run(["cmake", "--install", BUILD, "--prefix", "/opt/mindb"], env=env)
+    staged = Install(tmp_path / "stage" / "opt" / "mindb", cache)
+    pc = (staged.pkgconfig_dir / "mindb.pc").read_text()
+    assert "prefix=/opt/mindb\n" in pc
+    assert os.fspath(tmp_path) not in pc
