@@ -116,7 +116,10 @@ static const struct fuse_lowlevel_ops ops = {
     .open = op_open,
     .read = op_read,
     .write = op_write,
-    .flush = op_flush,
+    /* No .flush: every write has reached the store by the time close()
+     * flushes (the kernel writes back dirty pages before it would ask), so
+     * there is nothing to do there; unimplemented, the kernel stops asking
+     * after the first close, one request less per file. */
     .release = op_release,
     .fsync = op_fsync,
     .fallocate = op_fallocate,

@@ -115,13 +115,6 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
         fuse_reply_write(req, (size_t)n);
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    (void)ino;
-    (void)fi;
-    fuse_reply_err(req, 0);
-}
-
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;

@@ -448,6 +448,24 @@ def test_option_accepted_and_store_works(tmp_path, mount_factory, options):
     assert mindb("get", store, "file").stdout == data
 
 
+@pytest.mark.parametrize("options", [(), ("no_writeback_cache",)], ids=["writeback", "nowb"])
+def test_close_costs_no_flush_request(tmp_path, mount_factory, options):
+    # The daemon leaves FLUSH unimplemented (nothing is left to flush when
+    # close() asks); the kernel learns that from the first one and stops
+    # sending it, so a file's close is its RELEASE alone. libfuse's debug
+    # output names each request it receives.
+    m = mount_factory(tmp_path / "store", tmp_path / "mnt", ("debug", *options))
+    for i in range(20):
+        with open(m.mnt / f"f{i}", "wb") as f:
+            f.write(b"x" * 4096)
+    for i in range(20):
+        assert (m.mnt / f"f{i}").read_bytes() == b"x" * 4096
+    m.stop()
+    log = m.stderr_text()
+    assert len(re.findall(r"opcode: RELEASE\b", log)) >= 40, log[-3000:]
+    assert len(re.findall(r"opcode: FLUSH\b", log)) <= 1, log[-3000:]
+
+
 BAD_OPTIONS = [
     ("compression=99", "compression"), ("compression=0", "compression"),
     ("compression=abc", "compression"), ("compression=-1", "compression"),
