@@ -457,6 +457,62 @@ static void test_release(void)
 }
 
 /*
+ * Everything released while the log ends exactly at a segment boundary: a
+ * commit that pads the segment's last block, or a recovery whose last frame
+ * ends in it, leaves the append position at the start of a segment not made
+ * yet. The segment before it holds the only header that says where the log
+ * is; released, it left a directory of spares, which the next open took for
+ * a new log starting at 0, below the positions already handed out (a store
+ * then refused to open: its manifest's position was past the log's end).
+ */
+static void test_release_all_at_segment_boundary(void)
+{
+    char dir[TU_PATH_MAX];
+    tu_path(dir, "log");
+    struct wal_options o;
+    tu_options(&o, RING, SEG);
+    o.spare_segments = 2;
+    wal *log = TU_OPEN(dir, &o);
+    struct tu_model m;
+    tu_model_init(&m);
+    uint64_t id = 1;
+    /* A small record per block, each committed (the commit pads its block),
+     * until the padding of the segment's last block reaches its end. */
+    while (wal_append_pos(log) < 2 * SEG) {
+        CHECK_OK(tu_append(log, &m, id++, 100));
+        commit_ok(log, &m);
+    }
+    CHECK_EQ_U(wal_append_pos(log), 2 * SEG);
+    CHECK_EQ_U(wal_durable_pos(log), 2 * SEG);
+    /* All of it checkpointed, say, as a store does at open and at close. */
+    CHECK_OK(wal_release(log, 2 * SEG));
+    CHECK_LE_U(wal_first_pos(log), SEG);
+    CHECK_OK(wal_close(log));
+
+    o.create = 0;
+    log = TU_OPEN(dir, &o);
+    CHECKF(wal_append_pos(log) == 2 * SEG,
+           "after the release and a reopen the log ends at %llu, not at %llu",
+           (unsigned long long)wal_append_pos(log), (unsigned long long)(2 * SEG));
+    /* And again from a recovery that ends at the boundary. */
+    CHECK_OK(wal_release(log, 2 * SEG));
+    CHECK_OK(wal_close(log));
+    log = TU_OPEN(dir, &o);
+    CHECK_EQ_U(wal_append_pos(log), 2 * SEG);
+    /* The next record goes into the new segment, and the old one can go. */
+    CHECK_OK(tu_append(log, &m, id, 100));
+    CHECK_OK(wal_commit(log));
+    CHECK_LE_U(2 * SEG, m.r[m.n - 1].t.pos);
+    CHECK_OK(wal_release(log, m.r[m.n - 1].t.pos));
+    CHECK_EQ_U(wal_first_pos(log), 2 * SEG);
+    CHECK_OK(wal_close(log));
+    log = TU_OPEN(dir, &o);
+    READ_CHECK(log, 2 * SEG, &m, m.n - 1, 1, 1, NULL);
+    CHECK_OK(wal_close(log));
+    tu_model_free(&m);
+}
+
+/*
  * A record that ends exactly 16 bytes before the end of a segment: a header
  * would fit there, but a frame with payload would not, so the writer skips
  * those bytes unless the next record is empty. The reader and recovery must
@@ -649,6 +705,7 @@ int main(int argc, char **argv)
     tu_run("segment_tail_skipped", test_segment_tail_skipped);
     tu_run("release_and_reuse", test_release);
     tu_run("release_prepares_spares", test_release_prepares_spares);
+    tu_run("release_all_at_segment_boundary", test_release_all_at_segment_boundary);
     tu_run("clean_end_in_reused_segment", test_clean_end_in_reused_segment);
     tu_run("missing_dir", test_missing_dir);
     tu_run("bad_options", test_bad_options);

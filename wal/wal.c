@@ -401,15 +401,18 @@ int wal_release(wal *w, uint64_t pos)
         return -EROFS;
     pthread_mutex_lock(&w->mu);
     uint64_t durable = w->durable_pos;
-    /* The segment being appended to stays, even when all of it is released. */
-    uint64_t current = w->append_pos / w->segment_bytes;
+    /* The segment of the last durable byte stays, even when all of it is
+     * released: its header is what tells recovery where the log is. When
+     * the log ends on a segment boundary, the segment the append position
+     * names does not exist yet, and the one before it must stay. */
+    uint64_t keep = durable > 0 ? (durable - 1) / w->segment_bytes : 0;
     pthread_mutex_unlock(&w->mu);
     if (pos > durable)
         return -EINVAL;
 
     pthread_mutex_lock(&w->seg_mu);
     int rc = 0, retired = 0;
-    while (w->first_segno < current && (w->first_segno + 1) * w->segment_bytes <= pos) {
+    while (w->first_segno < keep && (w->first_segno + 1) * w->segment_bytes <= pos) {
         char name[WAL_SEGMENT_NAME_MAX];
         segment_name(name, w->first_segno);
         rc = segment_make_spare(w, name);
