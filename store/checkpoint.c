@@ -173,6 +173,7 @@ int checkpoint_run(mindb *db)
     uint64_t old_pos = db->checkpoint_pos, old_seq = db->loaded_seq;
     if (!err) {
         db->checkpoint_pos = pos;
+        db->checkpointed_end = end;
         db->manifest_seq = db->loaded_seq = seq;
     }
     pthread_rwlock_unlock(&db->state);
@@ -191,6 +192,14 @@ int checkpoint_run(mindb *db)
         db_log(db, "releasing the log: %s", mindb_strerror(rerr));
     compact_delete_pending(db);
     return 0;
+}
+
+int checkpoint_needed(mindb *db)
+{
+    /* Compaction moves refs in memory without a record; its old segments
+     * wait for manifests naming the new places. */
+    return atomic_load(&db->last_end) != db->checkpointed_end || db->dirty_bytes > 0 ||
+           db->n_pending > 0;
 }
 
 int mindb_checkpoint(mindb *db)

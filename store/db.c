@@ -170,7 +170,9 @@ static int open_dir(mindb *db, int *fresh)
     return 0;
 }
 
-static int replay(mindb *db)
+/* Applies the log from the manifest's position; `*records` counts what it
+ * found there. */
+static int replay(mindb *db, uint64_t *records)
 {
     wal_reader *rd;
     int err = wal_reader_open(db->log, db->checkpoint_pos, &rd);
@@ -212,6 +214,7 @@ static int replay(mindb *db)
     if (skipped)
         db_log(db, "replay: %llu changes applied, %llu to objects gone before",
                (unsigned long long)applied, (unsigned long long)skipped);
+    *records = applied + skipped;
     return 0;
 }
 
@@ -341,6 +344,7 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
         return -ENOMEM;
     }
     int fresh = 0;
+    uint64_t replayed = 0;
     if ((err = open_dir(db, &fresh)) || (err = store_lock(db)))
         goto fail;
     /* Another process may have made the store between the look and the
@@ -413,12 +417,16 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
             err = MINDB_ECORRUPT;
             goto fail;
         }
-        if ((err = replay(db)))
+        if ((err = replay(db, &replayed)))
             goto fail;
         if ((err = drop_orphans(db)) || (err = root_ensure(db)))
             goto fail;
     }
     atomic_store(&db->last_end, wal_append_pos(db->log));
+    /* A store opened with nothing to replay needs no checkpoint at close
+     * unless it changes: an open and close that only read write nothing. */
+    if (!fresh && !replayed)
+        db->checkpointed_end = db->last_end;
     db->last_checkpoint_ns = now_ns();
     if ((err = background_start(db)))
         goto fail;
@@ -438,7 +446,8 @@ int mindb_close(mindb *db)
     int err = 0;
     if (!db->opt.read_only && !db->broken) {
         pthread_mutex_lock(&db->maint);
-        err = checkpoint_run(db);
+        if (checkpoint_needed(db))
+            err = checkpoint_run(db);
         pthread_mutex_unlock(&db->maint);
     }
     if (db->log) {

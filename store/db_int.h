@@ -49,6 +49,7 @@ struct mindb {
     _Atomic uint64_t dirty_bytes;    /* capacity of the dirty chunk buffers */
     _Atomic uint64_t last_end;       /* log position after the newest record */
     _Atomic uint64_t checkpoint_pos; /* replay starts here (newest manifest) */
+    uint64_t checkpointed_end;       /* last_end the newest manifest covers */
     uint64_t manifest_seq;           /* newest manifest file */
     uint64_t loaded_seq;             /* the newest sound one, kept as fallback */
     unsigned large_puts;             /* in flight; their segments are pinned */
@@ -178,6 +179,9 @@ void files_close_all(mindb *db);
 /* ---- checkpoint.c ---- */
 
 int checkpoint_run(mindb *db); /* with `maint` held */
+/* Whether memory holds anything the newest manifest lacks (`maint` held,
+ * background stopped). */
+int checkpoint_needed(mindb *db);
 int background_start(mindb *db);
 void background_stop(mindb *db);
 void background_poke(mindb *db); /* a change happened */

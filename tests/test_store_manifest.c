@@ -3,7 +3,8 @@
  * writes the objects that one key names in the order of their keys (what
  * makes a large store open fast), and a load takes any order (older builds
  * wrote them in their table's order; hard links and ids above the header's
- * next id take the slower way) but refuses an id given twice.
+ * next id take the slower way) but refuses an id given twice; and a close
+ * writes one only when something changed.
  */
 #include "manifestfile.h"
 #include "storeutil.h"
@@ -169,6 +170,51 @@ static void test_written_in_key_order(void)
     CHECK_OK(mindb_close(db));
 }
 
+static void put_c(mindb *db, void *ctx)
+{
+    (void)ctx;
+    SU_PUT_STR(db, "c", "three");
+}
+
+/* A close writes a manifest only when the store holds something the newest
+ * one lacks: opening a large store to read from it must not rewrite its
+ * manifest at every close. */
+static void test_close_writes_manifest_only_after_changes(void)
+{
+    mindb *db = su_open_store(1);
+    SU_PUT_STR(db, "a", "one");
+    CHECK_OK(mindb_close(db));
+    char first[64], now[64];
+    mf_newest(su_store_dir, first);
+
+    /* Reads only. */
+    db = SU_OPEN(su_store_dir, &su_store_opts);
+    EXPECT_STR(db, "a", "one");
+    CHECK_OK(mindb_close(db));
+    mf_newest(su_store_dir, now);
+    CHECKF(strcmp(now, first) == 0, "a close after reads wrote %s (newest was %s)", now, first);
+
+    /* A change. */
+    db = SU_OPEN(su_store_dir, &su_store_opts);
+    SU_PUT_STR(db, "b", "two");
+    CHECK_OK(mindb_close(db));
+    mf_newest(su_store_dir, now);
+    CHECKF(strcmp(now, first) > 0, "a close after a put wrote no manifest (newest %s)", now);
+
+    /* A change found in the log by the open (a crash before the close). */
+    snprintf(first, sizeof first, "%s", now);
+    SU_RUN_UNCLOSED(put_c, NULL);
+    db = SU_OPEN(su_store_dir, &su_store_opts);
+    CHECK_OK(mindb_close(db));
+    mf_newest(su_store_dir, now);
+    CHECKF(strcmp(now, first) > 0, "a close after a replay wrote no manifest (newest %s)", now);
+    db = SU_OPEN(su_store_dir, &su_store_opts);
+    EXPECT_STR(db, "a", "one");
+    EXPECT_STR(db, "b", "two");
+    EXPECT_STR(db, "c", "three");
+    CHECK_OK(mindb_close(db));
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -176,5 +222,7 @@ int main(int argc, char **argv)
     tu_run("duplicate_id_below_next", test_duplicate_id_below_next);
     tu_run("duplicate_id_above_next", test_duplicate_id_above_next);
     tu_run("written_in_key_order", test_written_in_key_order);
+    tu_run("close_writes_manifest_only_after_changes",
+           test_close_writes_manifest_only_after_changes);
     return tu_finish();
 }
