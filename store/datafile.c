@@ -471,6 +471,11 @@ int datafile_copy(struct datafile *df, uint64_t id, uint64_t index, const struct
  * A caller that waited through a failed sync gets its error too, since its
  * writes may have been in that batch.
  */
+unsigned datafile_failed_syncs(struct datafile *df)
+{
+    return __atomic_load_n(&df->fail_gen, __ATOMIC_ACQUIRE);
+}
+
 int datafile_sync(struct datafile *df)
 {
     if (df->read_only)

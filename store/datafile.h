@@ -137,6 +137,9 @@ int datafile_verify(struct datafile *df, uint64_t id, uint64_t index, const stru
  * returned: their pages may be lost, so what was written there must be
  * written again. */
 int datafile_sync(struct datafile *df);
+/* Syncs that failed since the open: bytes appended before one may be lost
+ * even though a later datafile_sync() returns 0. */
+unsigned datafile_failed_syncs(struct datafile *df);
 
 /* Segment numbers in ascending order, with their file sizes: fills at most
  * `max`, returns how many there are. */

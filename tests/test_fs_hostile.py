@@ -448,7 +448,7 @@ DAMAGE = {
     "FORMAT-flipped": (lambda s, f: flip(s / "FORMAT", 8), "refused", r"not a mindb store"),
     "FORMAT-cut-to-0": (lambda s, f: cut(s / "FORMAT", 0), "refused", r"not a mindb store"),
     "FORMAT-cut-to-half": (lambda s, f: cut(s / "FORMAT", 10), "refused", r"not a mindb store"),
-    "FORMAT-newer-version": (lambda s, f: (s / "FORMAT").write_bytes(b"mindb store format 3\n"),
+    "FORMAT-newer-version": (lambda s, f: (s / "FORMAT").write_bytes(b"mindb store format 4\n"),
                              "refused", r"newer format version"),
     "LOCK-garbage": (lambda s, f: (s / "LOCK").write_bytes(b"\xff" * 64), "intact", None),
     "LOCK-naming-a-live-process": (lambda s, f: (s / "LOCK").write_bytes(b"1\n"), "intact",
