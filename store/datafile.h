@@ -101,6 +101,11 @@ void datafile_close(struct datafile *df);
  * enter the cache. */
 int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
                    size_t raw_len, struct chunk_ref *ref);
+/* The same at zstd level `level` instead of the store's (negative levels
+ * included): a zstd frame decodes whatever level made it, so a read needs
+ * nothing of it. */
+int datafile_write_level(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                         size_t raw_len, int level, struct chunk_ref *ref);
 
 /* Like datafile_write, but when a record written since the datafile was
  * opened (and not since dropped, see datafile_retire) holds the same bytes,

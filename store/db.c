@@ -378,6 +378,8 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
     /* Formats 1 and 2 stay readable by the builds that wrote them. */
     int version = fresh ? FORMAT_VERSION : probe_store(db->dirfd);
     db->write_refs = !db->opt.read_only && version >= 3;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    db->cores = cores > 0 ? (unsigned)cores : 1;
     struct wal_options wo;
     wal_options_init(&wo);
     wo.create = fresh;

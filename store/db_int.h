@@ -53,6 +53,8 @@ struct mindb {
     uint64_t loaded_seq;             /* the newest sound one, kept as fallback */
     int write_refs;                  /* whole chunks of writes skip the log
                                       * (REC_WRITE_REFS, store format 3) */
+    _Atomic unsigned chunk_writers; /* writes compressing whole chunks now */
+    unsigned cores;                 /* online when the store was opened */
     unsigned large_puts; /* in flight, and writes of whole chunks: their
                           * segments are pinned */
     uint32_t pin_seg;
