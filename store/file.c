@@ -133,6 +133,10 @@ ssize_t mindb_pread(mindb_file *f, void *buf, size_t len, uint64_t off)
  * are larger on data that compresses better at higher levels. */
 #define BACKLOG_LEVEL (-1)
 
+/* What write_through_segments() returns when a data segment did not take
+ * the chunks: nothing was changed. */
+#define SEGMENT_APPEND_FAILED 1
+
 /* The whole chunks of a write skip the log and memory, as a large put's
  * do: compressed on the writer's thread and appended to a data segment,
  * then bound to the object by one REC_WRITE_REFS record that also carries
@@ -144,7 +148,8 @@ ssize_t mindb_pread(mindb_file *f, void *buf, size_t len, uint64_t off)
  * reach the disk, and a write costs no fdatasync of its own. Chunks whose
  * record never came are dead space for compaction.
  *
- * `len` is at most WRITE_PIECE and covers at least one whole chunk. */
+ * `len` is at most WRITE_PIECE and covers at least one whole chunk.
+ * Returns 0, a negative errno, or SEGMENT_APPEND_FAILED. */
 static int write_through_segments(mindb_file *f, const uint8_t *buf, size_t len, uint64_t off)
 {
     mindb *db = f->db;
@@ -180,6 +185,16 @@ static int write_through_segments(mindb_file *f, const uint8_t *buf, size_t len,
             rec_pack_ref(refs + (size_t)i * REC_REF_BYTES, &ref);
     }
     atomic_fetch_sub(&db->chunk_writers, 1);
+    if (err) {
+        /* The caller writes these bytes through the log instead: a full
+         * disk then fills the log too before writes fail, so that every
+         * fsync after that keeps failing while bytes it would cover are
+         * not on disk, as without this path (docs/RELIABILITY.md). */
+        pthread_rwlock_wrlock(&db->state);
+        db->large_puts--;
+        pthread_rwlock_unlock(&db->state);
+        return SEGMENT_APPEND_FAILED;
+    }
 
     pthread_rwlock_wrlock(&db->state);
     uint64_t tail_off = (first + n) * CHUNK_BYTES;
@@ -215,10 +230,12 @@ static ssize_t write_pieces(mindb_file *f, const uint8_t *buf, size_t len, uint6
         uint64_t head = (CHUNK_BYTES - at % CHUNK_BYTES) % CHUNK_BYTES;
         if (!append && f->db->write_refs && n >= head + CHUNK_BYTES) {
             int err = write_through_segments(f, buf + done, n, at);
-            if (err)
+            if (err < 0)
                 return done ? (ssize_t)done : err;
-            done += n;
-            continue;
+            if (err == 0) {
+                done += n;
+                continue;
+            }
         }
         struct rec r = {.type = REC_WRITE, .data = buf + done, .data_len = n};
         if (append) {

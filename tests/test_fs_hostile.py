@@ -391,7 +391,9 @@ def damaged_template(tmp_path_factory):
         m.stop()
         m.start()
         (mnt / "new").mkdir()
-        for i, size in enumerate([10, 70_000, 150_000]):
+        # Less than a chunk each: a write's whole 64 KiB chunks would go to
+        # a data segment, not the log.
+        for i, size in enumerate([10, 30_000, 65_535]):
             files[f"new/g{i}"] = rng.randbytes(size)
             write_file(mnt / f"new/g{i}", files[f"new/g{i}"])
             fd = os.open(mnt / f"new/g{i}", os.O_RDONLY)
