@@ -513,6 +513,35 @@ static int apply_object(mindb *db, const struct rec *r, enum apply_mode mode)
         GATE(db, r, mode);
         obj->mtime = obj->ctime = r->time;
         return chunk_write(db, obj, r->data, (size_t)r->data_len, r->off);
+    case REC_WRITE_REFS: {
+        if (is_dir(obj))
+            return -EISDIR;
+        /* The head ends where the first whole chunk starts; the tail is
+         * less than a chunk. */
+        if (r->data_len >= CHUNK_BYTES || r->tail_len >= CHUNK_BYTES || r->n_refs == 0 ||
+            r->off > MINDB_MAX_SIZE - r->data_len ||
+            (r->off + r->data_len) % CHUNK_BYTES != 0)
+            return -EINVAL;
+        uint64_t first = (r->off + r->data_len) / CHUNK_BYTES;
+        uint64_t tail_off = (first + r->n_refs) * CHUNK_BYTES;
+        if (first + r->n_refs > MINDB_MAX_SIZE / CHUNK_BYTES ||
+            r->tail_len > MINDB_MAX_SIZE - tail_off)
+            return -EFBIG;
+        for (uint32_t i = 0; i < r->n_refs; i++) {
+            struct chunk_ref ref;
+            rec_unpack_ref(r->refs + (size_t)i * REC_REF_BYTES, &ref);
+            if (ref.seg == 0 || ref.raw_len != CHUNK_BYTES)
+                return -EINVAL;
+        }
+        GATE(db, r, mode);
+        obj->mtime = obj->ctime = r->time;
+        int err = chunk_write(db, obj, r->data, (size_t)r->data_len, r->off);
+        if (!err)
+            err = chunk_bind(db, obj, first, r->refs, r->n_refs);
+        if (!err)
+            err = chunk_write(db, obj, r->tail, (size_t)r->tail_len, tail_off);
+        return err;
+    }
     case REC_TRUNCATE: {
         struct rec s = *r;
         s.fields = MINDB_SET_SIZE;

@@ -160,6 +160,22 @@ int chunk_write(mindb *db, struct object *obj, const uint8_t *buf, size_t len, u
     return 0;
 }
 
+int chunk_bind(mindb *db, struct object *obj, uint64_t first, const uint8_t *refs, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct chunk_slot *s = object_slot_add(obj, first + i);
+        if (!s)
+            return -ENOMEM;
+        /* The ref holds the whole chunk: what memory held is superseded. */
+        chunk_slot_forget(db, obj, s);
+        rec_unpack_ref(refs + (size_t)i * REC_REF_BYTES, &s->ref);
+    }
+    uint64_t end = (first + n) * CHUNK_BYTES;
+    if (n && end > obj->size)
+        obj->size = end;
+    return 0;
+}
+
 int chunk_prepare_truncate(mindb *db, struct object *obj, uint64_t size)
 {
     if (size >= obj->size || size % CHUNK_BYTES == 0)

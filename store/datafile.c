@@ -305,7 +305,8 @@ static struct cache_who cache_who(uint64_t id, uint64_t index, const struct chun
 }
 
 static int write_chunk(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
-                       size_t raw_len, const struct dedup_key *key, struct chunk_ref *ref)
+                       size_t raw_len, int level, const struct dedup_key *key,
+                       struct chunk_ref *ref)
 {
     if (df->read_only)
         return -EROFS;
@@ -317,7 +318,7 @@ static int write_chunk(struct datafile *df, uint64_t id, uint64_t index, const v
     uint8_t codec = CHUNK_RAW;
     uint32_t stored = (uint32_t)raw_len;
     size_t z =
-        ZSTD_compressCCtx(t->cctx, t->rec + REC_HEADER_BYTES, MAX_STORED, raw, raw_len, df->level);
+        ZSTD_compressCCtx(t->cctx, t->rec + REC_HEADER_BYTES, MAX_STORED, raw, raw_len, level);
     if (!ZSTD_isError(z) && z < raw_len - raw_len / 32) {
         codec = CHUNK_ZSTD;
         stored = (uint32_t)z;
@@ -338,7 +339,13 @@ static int write_chunk(struct datafile *df, uint64_t id, uint64_t index, const v
 int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
                    size_t raw_len, struct chunk_ref *ref)
 {
-    return write_chunk(df, id, index, raw, raw_len, NULL, ref);
+    return write_chunk(df, id, index, raw, raw_len, df->level, NULL, ref);
+}
+
+int datafile_write_level(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                         size_t raw_len, int level, struct chunk_ref *ref)
+{
+    return write_chunk(df, id, index, raw, raw_len, level, NULL, ref);
 }
 
 /* Reads and checks the record of `ref` into the thread's record buffer. */
@@ -430,7 +437,7 @@ int datafile_write_shared(struct datafile *df, uint64_t id, uint64_t index, cons
         if (!same)
             dedup_forget(df->dedup, &key, &found);
     }
-    return write_chunk(df, id, index, raw, raw_len, &key, ref);
+    return write_chunk(df, id, index, raw, raw_len, df->level, &key, ref);
 }
 
 /* The record's checksum vouches for its payload, so the copy skips
@@ -471,6 +478,11 @@ int datafile_copy(struct datafile *df, uint64_t id, uint64_t index, const struct
  * A caller that waited through a failed sync gets its error too, since its
  * writes may have been in that batch.
  */
+unsigned datafile_failed_syncs(struct datafile *df)
+{
+    return __atomic_load_n(&df->fail_gen, __ATOMIC_ACQUIRE);
+}
+
 int datafile_sync(struct datafile *df)
 {
     if (df->read_only)

@@ -101,6 +101,11 @@ void datafile_close(struct datafile *df);
  * enter the cache. */
 int datafile_write(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
                    size_t raw_len, struct chunk_ref *ref);
+/* The same at zstd level `level` instead of the store's (negative levels
+ * included): a zstd frame decodes whatever level made it, so a read needs
+ * nothing of it. */
+int datafile_write_level(struct datafile *df, uint64_t id, uint64_t index, const void *raw,
+                         size_t raw_len, int level, struct chunk_ref *ref);
 
 /* Like datafile_write, but when a record written since the datafile was
  * opened (and not since dropped, see datafile_retire) holds the same bytes,
@@ -137,6 +142,9 @@ int datafile_verify(struct datafile *df, uint64_t id, uint64_t index, const stru
  * returned: their pages may be lost, so what was written there must be
  * written again. */
 int datafile_sync(struct datafile *df);
+/* Syncs that failed since the open: bytes appended before one may be lost
+ * even though a later datafile_sync() returns 0. */
+unsigned datafile_failed_syncs(struct datafile *df);
 
 /* Segment numbers in ascending order, with their file sizes: fills at most
  * `max`, returns how many there are. */

@@ -3,7 +3,7 @@
  * statistics.
  *
  * A store directory holds:
- *   FORMAT           "mindb store format 2\n": what makes it a store
+ *   FORMAT           "mindb store format 3\n": what makes it a store
  *   LOCK             flock()ed while open, with the holder's pid
  *   wal/             the write-ahead log (wal/ layer)
  *   data/            data segments of compressed chunks (datafile.c)
@@ -26,7 +26,7 @@
 
 #define FORMAT_NAME "FORMAT"
 #define FORMAT_TEXT "mindb store format %d\n"
-#define FORMAT_VERSION 2
+#define FORMAT_VERSION 3
 
 int64_t now_ns(void)
 {
@@ -299,6 +299,28 @@ static void destroy(mindb *db)
     free(db);
 }
 
+/* The log's before_write: records of whole chunks written by writes
+ * (REC_WRITE_REFS) name data segment bytes that must be durable before the
+ * record can be. Once a sync of data segments has failed (here or in a
+ * checkpoint), chunks written before it may be lost while a later sync
+ * succeeds, and they are not in memory to be written again: no such
+ * record may reach the disk any more, and the handle takes no changes
+ * until a reopen, which finds the log as the last commit left it. */
+static int sync_data_first(void *ctx)
+{
+    mindb *db = ctx;
+    if (!db->data)
+        return 0;
+    int err = datafile_failed_syncs(db->data) ? -EIO : datafile_sync(db->data);
+    if (err && !db->broken) {
+        db->broken = err;
+        db_log(db, "data segments did not sync (%s): writes since the last commit are not "
+                   "committed; reopen the store",
+               mindb_strerror(err));
+    }
+    return err;
+}
+
 static int check_options(const struct mindb_options *o)
 {
     if (o->compression_level < 1 || o->compression_level > 19)
@@ -357,6 +379,11 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
         err = -ENAMETOOLONG;
         goto fail;
     }
+    /* Formats 1 and 2 stay readable by the builds that wrote them. */
+    int version = fresh ? FORMAT_VERSION : probe_store(db->dirfd);
+    db->write_refs = !db->opt.read_only && version >= 3;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    db->cores = cores > 0 ? (unsigned)cores : 1;
     struct wal_options wo;
     wal_options_init(&wo);
     wo.create = fresh;
@@ -365,6 +392,8 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
     wo.io = db->io;
     wo.log = wal_log_adapter;
     wo.log_ctx = db;
+    wo.before_write = sync_data_first;
+    wo.before_write_ctx = db;
     if ((err = wal_open(wal_dir, &wo, &db->log))) {
         db->log = NULL;
         goto fail;
@@ -375,7 +404,7 @@ int mindb_open_io(const char *dir, const struct mindb_options *options, const st
                                     .read_only = db->opt.read_only,
                                     /* format 1 stays readable by the builds
                                      * that wrote it */
-                                    .share_chunks = fresh || probe_store(db->dirfd) >= 2,
+                                    .share_chunks = fresh || version >= 2,
                                     .io = db->io,
                                     .log = wal_log_adapter,
                                     .log_ctx = db};

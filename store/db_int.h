@@ -52,7 +52,12 @@ struct mindb {
     uint64_t checkpointed_end;       /* last_end the newest manifest covers */
     uint64_t manifest_seq;           /* newest manifest file */
     uint64_t loaded_seq;             /* the newest sound one, kept as fallback */
-    unsigned large_puts;             /* in flight; their segments are pinned */
+    int write_refs;                  /* whole chunks of writes skip the log
+                                      * (REC_WRITE_REFS, store format 3) */
+    _Atomic unsigned chunk_writers; /* writes compressing whole chunks now */
+    unsigned cores;                 /* online when the store was opened */
+    unsigned large_puts; /* in flight, and writes of whole chunks: their
+                          * segments are pinned */
     uint32_t pin_seg;
     uint64_t change_seq; /* changes applied: iterators that saw no change
                           * since their last step continue from their node */
@@ -129,6 +134,10 @@ int chunk_make_dirty(mindb *db, struct object *obj, uint64_t index, uint32_t nee
 /* Copies `len` bytes at `off` (all within the value) into the object. The
  * chunks must have been made dirty (ops prepare them before logging). */
 int chunk_write(mindb *db, struct object *obj, const uint8_t *buf, size_t len, uint64_t off);
+/* Makes chunks first..first + n - 1 of `obj` the n whole chunks that
+ * `refs` (packed, REC_REF_BYTES each) name in data segments, dropping their
+ * bytes in memory; the value grows to cover them. */
+int chunk_bind(mindb *db, struct object *obj, uint64_t first, const uint8_t *refs, uint32_t n);
 /* Prepares every chunk chunk_write(len, off) or a truncate to `off` touches. */
 int chunk_prepare_write(mindb *db, struct object *obj, size_t len, uint64_t off);
 int chunk_prepare_truncate(mindb *db, struct object *obj, uint64_t size);

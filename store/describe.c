@@ -58,6 +58,12 @@ static void describe(const struct rec *r, char *out, size_t cap)
     case REC_WRITE:
         snprintf(out, cap, "%s id=%llu off=%" PRIu64 " bytes=%" PRIu64, t, id, r->off, r->data_len);
         break;
+    case REC_WRITE_REFS:
+        snprintf(out, cap,
+                 "%s id=%llu off=%" PRIu64 " bytes=%" PRIu64 " (head %" PRIu64 ", %u chunks, tail %" PRIu64 ")",
+                 t, id, r->off, r->data_len + (uint64_t)r->n_refs * CHUNK_BYTES + r->tail_len,
+                 r->data_len, r->n_refs, r->tail_len);
+        break;
     case REC_TRUNCATE:
         snprintf(out, cap, "%s id=%llu size=%" PRIu64, t, id, r->off);
         break;

@@ -65,7 +65,8 @@ int log_append(mindb *db, const struct rec *r)
     }
     rec_encode(r, db->enc);
     struct wal_ticket t;
-    int err = wal_append(db->log, db->enc, n, &t);
+    int err = r->type == REC_WRITE_REFS ? wal_append_after_sync(db->log, db->enc, n, &t)
+                                        : wal_append(db->log, db->enc, n, &t);
     if (err)
         return err;
     db->logged = 1;

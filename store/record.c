@@ -111,6 +111,7 @@ enum {
     F_ATTR = 1 << 5,
     F_NAME = 1 << 6,
     F_REFS = 1 << 7,
+    F_TAIL = 1 << 8,
 };
 
 static unsigned type_fields(uint8_t type)
@@ -131,6 +132,8 @@ static unsigned type_fields(uint8_t type)
         return F_KEY2;
     case REC_WRITE:
         return F_OFF | F_DATA;
+    case REC_WRITE_REFS:
+        return F_OFF | F_DATA | F_REFS | F_TAIL;
     case REC_TRUNCATE:
         return F_OFF;
     case REC_SETATTR:
@@ -164,6 +167,8 @@ size_t rec_size(const struct rec *r)
         n += 8 + r->data_len;
     if (f & F_REFS)
         n += 4 + (size_t)r->n_refs * REC_REF_BYTES;
+    if (f & F_TAIL)
+        n += 8 + r->tail_len;
     return n;
 }
 
@@ -213,6 +218,10 @@ void rec_encode(const struct rec *r, uint8_t *buf)
     if (f & F_REFS) {
         put_u32(&c, r->n_refs);
         put_bytes(&c, r->refs, (size_t)r->n_refs * REC_REF_BYTES);
+    }
+    if (f & F_TAIL) {
+        put_u64(&c, r->tail_len);
+        put_bytes(&c, r->tail, r->tail_len);
     }
 }
 
@@ -271,6 +280,12 @@ int rec_decode(const void *buf, size_t len, struct rec *r)
             return -EBADMSG;
         r->refs = take(&c, (size_t)r->n_refs * REC_REF_BYTES);
     }
+    if (f & F_TAIL) {
+        r->tail_len = get_u64(&c);
+        if (r->tail_len > c.left)
+            return -EBADMSG;
+        r->tail = take(&c, (size_t)r->tail_len);
+    }
     if (c.bad || c.left != 0)
         return -EBADMSG;
     /* The empty key is the root, which only a directory's creation names. */
@@ -289,6 +304,7 @@ const char *rec_type_name(uint8_t type)
         [REC_DELETE] = "delete",     [REC_RENAME] = "rename",     [REC_LINK] = "link",
         [REC_WRITE] = "write",       [REC_TRUNCATE] = "truncate", [REC_SETATTR] = "setattr",
         [REC_SETXATTR] = "setxattr", [REC_RMXATTR] = "rmxattr",   [REC_LINK_ID] = "link-id",
+        [REC_WRITE_REFS] = "write-refs",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type])
         return names[type];

@@ -33,6 +33,10 @@ enum rec_type {
     REC_SETXATTR = 10, /* id, flags, name, value */
     REC_RMXATTR = 11,  /* id, name */
     REC_LINK_ID = 12,  /* id, key2 (new): a new name for the object of a handle */
+    REC_WRITE_REFS = 13, /* id, off, value (head), refs, tail: a write of
+                          * whole chunks already in data segments, with the
+                          * bytes before the first and after the last
+                          * (store format 3) */
 };
 
 struct rec {
@@ -48,8 +52,10 @@ struct rec {
     uint64_t data_len;
     const char *name; /* xattr name, NUL-terminated in the record */
     size_t name_len;
-    const uint8_t *refs; /* n_refs packed chunk refs (REC_PUT_REFS) */
+    const uint8_t *refs; /* n_refs packed chunk refs (REC_PUT_REFS, REC_WRITE_REFS) */
     uint32_t n_refs;
+    const uint8_t *tail; /* bytes written after the refs' chunks (REC_WRITE_REFS) */
+    uint64_t tail_len;
 };
 
 /* Bytes of one packed chunk ref: u64 off, u32 seg, u32 stored, u32 raw, u8

@@ -3,6 +3,7 @@
  */
 #include "storehist.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +129,37 @@ int wl_put(struct workload *w, mindb *db, struct history *h, size_t len)
         CHECK(buf != NULL);
         su_value(buf, len, su_key_hash(KEY(name)), ver);
         rc = mindb_put(db, KEY(name), buf, len);
+        free(buf);
+    }
+    if (rc == 0)
+        hist_push(h, key, ver, len);
+    return rc;
+}
+
+/* One new version of exactly `len` bytes written through a handle; see
+ * storehist.h. */
+int wl_write(struct workload *w, mindb *db, struct history *h, size_t len)
+{
+    unsigned key = (unsigned)tu_rand_range(&w->rng, 0, HIST_NKEYS - 1);
+    if (!h->ver[key] || h->len[key] > len) {
+        /* Nothing to write over, or bytes the write would leave behind. */
+        return wl_put(w, db, h, len);
+    }
+    char name[32];
+    key_name(name, key);
+    uint64_t ver = w->next_ver++;
+    int rc = 0;
+    if (db) {
+        uint8_t *buf = malloc(len);
+        CHECK(buf != NULL);
+        su_value(buf, len, su_key_hash(KEY(name)), ver);
+        mindb_file *f = NULL;
+        rc = mindb_file_open(db, KEY(name), 0, 0, &f);
+        if (rc == 0) {
+            ssize_t n = mindb_pwrite(f, buf, len, 0);
+            rc = n < 0 ? (int)n : n == (ssize_t)len ? 0 : -EIO;
+            mindb_file_close(f);
+        }
         free(buf);
     }
     if (rc == 0)

@@ -66,6 +66,11 @@ int wl_run(struct workload *w, mindb *db, struct history *h, int count, int *don
  * picks, made and recorded as wl_run() does: for sizes its draws do not aim
  * at, such as a record just too large for one frame of the log. */
 int wl_put(struct workload *w, mindb *db, struct history *h, size_t len);
+/* A new version of exactly `len` (< 1 MiB) bytes to a key the workload
+ * picks, written with one mindb_pwrite() at 0 over the key's value when it
+ * has one no longer than `len` (one change: whole chunks go to data
+ * segments before the record that binds them), else a put. */
+int wl_write(struct workload *w, mindb *db, struct history *h, size_t len);
 
 /* The checks; each fails the sub-test with `what` in its message. */
 /* The open handle shows every change of the history. */

@@ -391,7 +391,9 @@ def damaged_template(tmp_path_factory):
         m.stop()
         m.start()
         (mnt / "new").mkdir()
-        for i, size in enumerate([10, 70_000, 150_000]):
+        # Less than a chunk each: a write's whole 64 KiB chunks would go to
+        # a data segment, not the log.
+        for i, size in enumerate([10, 30_000, 65_535]):
             files[f"new/g{i}"] = rng.randbytes(size)
             write_file(mnt / f"new/g{i}", files[f"new/g{i}"])
             fd = os.open(mnt / f"new/g{i}", os.O_RDONLY)
@@ -448,7 +450,7 @@ DAMAGE = {
     "FORMAT-flipped": (lambda s, f: flip(s / "FORMAT", 8), "refused", r"not a mindb store"),
     "FORMAT-cut-to-0": (lambda s, f: cut(s / "FORMAT", 0), "refused", r"not a mindb store"),
     "FORMAT-cut-to-half": (lambda s, f: cut(s / "FORMAT", 10), "refused", r"not a mindb store"),
-    "FORMAT-newer-version": (lambda s, f: (s / "FORMAT").write_bytes(b"mindb store format 3\n"),
+    "FORMAT-newer-version": (lambda s, f: (s / "FORMAT").write_bytes(b"mindb store format 4\n"),
                              "refused", r"newer format version"),
     "LOCK-garbage": (lambda s, f: (s / "LOCK").write_bytes(b"\xff" * 64), "intact", None),
     "LOCK-naming-a-live-process": (lambda s, f: (s / "LOCK").write_bytes(b"1\n"), "intact",

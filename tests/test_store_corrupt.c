@@ -292,7 +292,7 @@ static void test_format(void)
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_ENOTSTORE);
     write_text(format, "");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_ENOTSTORE);
-    write_text(format, "mindb store format 3\n");
+    write_text(format, "mindb store format 4\n");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_EVERSION);
     write_text(format, "mindb store format 99999\n");
     CHECK_ERR(mindb_open(dir, &o, &db), MINDB_EVERSION);

@@ -16,7 +16,9 @@
  *   store  a store made and closed beforehand; the run opens it, makes
  *          puts (small ones, values up to 160 KiB, a put just under 1 MiB
  *          whose record the log splits into two frames, puts of over
- *          1 MiB that go to data segments before their record) and
+ *          1 MiB that go to data segments before their record), writes
+ *          through handles over a value (whole chunks to data segments,
+ *          bound by one record the log writes only after syncing them) and
  *          deletes, with syncs, checkpoints and a compaction, then closes
  *          it. After the cut the store must open, pass mindb_check, and
  *          show a prefix of the history of changes holding every change
@@ -153,6 +155,12 @@ static void store_workload(mindb *db, struct history *h, uint64_t seed, const st
             break;
         case 3:
             (void)wl_put(&w, db, h, SPLIT_PUT_BYTES - (size_t)tu_rand_range(&rng, 0, 8));
+            break;
+        case 0:
+        case 5:
+        case 7:
+            for (int i = 0; i < 3; i++)
+                (void)wl_write(&w, db, h, (size_t)tu_rand_range(&rng, 160 * KiB, MiB - 1));
             break;
         }
         switch (round) {

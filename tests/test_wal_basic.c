@@ -2,7 +2,7 @@
  * test_wal_basic.c - the log's everyday life: append, commit, close, reopen
  * and read back; records of awkward sizes and larger than the ring or a
  * segment; ring wrap-around; flush without sync; positions and stats;
- * readers from a ticket; releasing segments and reusing spares; bad
+ * records that need the before_write hook first; readers from a ticket; releasing segments and reusing spares; bad
  * arguments.
  */
 #include "testutil.h"
@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #define KiB 1024u
@@ -245,6 +246,96 @@ static void test_flush_without_sync(void)
 
     o.create = 0;
     REOPEN_CHECK(dir, &o, &m);
+    tu_model_free(&m);
+}
+
+/* The log's before_write hook, counting its calls and the log's writes
+ * at the first of them, and failing while `fail` says so. */
+struct before_write_probe {
+    wal *log;
+    int calls, fail;
+    uint64_t writes_at_call;
+};
+
+static int probe_before_write(void *ctx)
+{
+    struct before_write_probe *p = ctx;
+    struct wal_stats st;
+    wal_stats(p->log, &st);
+    p->calls++;
+    p->writes_at_call = st.writes;
+    return p->fail ? -EIO : 0;
+}
+
+static void test_append_after_sync(void)
+{
+    char dir[TU_PATH_MAX];
+    tu_path(dir, "log");
+    struct wal_options o;
+    tu_options(&o, RING, SEG);
+
+    /* Without a hook there is nothing to sync first. */
+    wal *log = TU_OPEN(dir, &o);
+    struct wal_ticket t;
+    CHECK_EQ(wal_append_after_sync(log, "x", 1, &t), -EINVAL);
+    CHECK_OK(wal_close(log));
+
+    struct before_write_probe probe = {0};
+    o.create = 0;
+    o.before_write = probe_before_write;
+    o.before_write_ctx = &probe;
+    log = TU_OPEN(dir, &o);
+    probe.log = log;
+    struct tu_model m;
+    tu_model_init(&m);
+
+    /* Plain records never call it. */
+    CHECK_OK(tu_append(log, &m, 1, 300));
+    commit_ok(log, &m);
+    CHECKF(probe.calls == 0, "before_write called %d times for plain records, expected 0",
+           probe.calls);
+
+    /* A record that needs it: called once, before the commit's first write. */
+    struct wal_stats st;
+    wal_stats(log, &st);
+    uint8_t rec[500];
+    memset(rec, 7, sizeof rec);
+    CHECK_OK(wal_append_after_sync(log, rec, sizeof rec, &t));
+    CHECK_OK(tu_append(log, &m, 2, 200));
+    CHECKF(probe.calls == 0, "before_write called %d times at the append, expected 0",
+           probe.calls);
+    CHECK_OK(wal_commit(log));
+    CHECKF(probe.calls == 1, "before_write called %d times for one commit, expected 1",
+           probe.calls);
+    CHECKF(probe.writes_at_call == st.writes,
+           "the log had made %llu writes when before_write ran, expected %llu (none yet)",
+           (unsigned long long)probe.writes_at_call, (unsigned long long)st.writes);
+    CHECK_LE_U(t.end, wal_durable_pos(log));
+
+    /* Covered already: the next commit of plain records does not call it. */
+    CHECK_OK(tu_append(log, &m, 3, 100));
+    CHECK_OK(wal_commit(log));
+    CHECKF(probe.calls == 1, "before_write called %d times in all, expected 1", probe.calls);
+
+    /* A failing hook fails the commit, and nothing of the record is written. */
+    probe.fail = 1;
+    CHECK_OK(wal_append_after_sync(log, rec, sizeof rec, &t));
+    wal_stats(log, &st);
+    uint64_t durable = wal_durable_pos(log);
+    CHECK_EQ(wal_commit(log), -EIO);
+    struct wal_stats after;
+    wal_stats(log, &after);
+    CHECKF(after.writes == st.writes, "%llu log writes after a failed before_write, expected 0",
+           (unsigned long long)(after.writes - st.writes));
+    CHECK_EQ_U(wal_durable_pos(log), durable);
+    /* It is asked again, and once it succeeds the record goes out. */
+    probe.fail = 0;
+    int calls = probe.calls;
+    CHECK_OK(wal_commit(log));
+    CHECKF(probe.calls == calls + 1, "before_write called %d more times on the retry, expected 1",
+           probe.calls - calls);
+    CHECK_LE_U(t.end, wal_durable_pos(log));
+    CHECK_OK(wal_close(log));
     tu_model_free(&m);
 }
 
@@ -700,6 +791,7 @@ int main(int argc, char **argv)
     tu_run("sizes", test_sizes);
     tu_run("ring_wrap", test_ring_wrap);
     tu_run("flush_without_sync", test_flush_without_sync);
+    tu_run("append_after_sync", test_append_after_sync);
     tu_run("reader_from_ticket", test_reader_from_ticket);
     tu_run("segment_tail_empty_record", test_segment_tail_empty_record);
     tu_run("segment_tail_skipped", test_segment_tail_skipped);

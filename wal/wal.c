@@ -292,6 +292,8 @@ int wal_open(const char *dir, const struct wal_options *options, wal **out)
     w->spare_limit = options->spare_segments;
     w->log_fn = options->log;
     w->log_ctx = options->log_ctx;
+    w->before_write = options->before_write;
+    w->before_write_ctx = options->before_write_ctx;
     w->direct = w->direct_wanted = options->direct_io;
     pthread_mutex_init(&w->append_mu, NULL);
     pthread_mutex_init(&w->mu, NULL);

@@ -85,6 +85,14 @@ struct wal_options {
      * buffered fallback, a recovered torn tail). May be NULL. */
     void (*log)(void *log_ctx, const char *message);
     void *log_ctx;
+    /* Called, with nothing of the log locked, before any write that would
+     * put a record appended with wal_append_after_sync() on disk; the write
+     * waits for it and fails with its error. A record may name other files'
+     * bytes that must be durable first (the store's data segments): this is
+     * where they are synced, once for every such record the write carries
+     * instead of once per record. May be NULL when no record needs it. */
+    int (*before_write)(void *before_write_ctx);
+    void *before_write_ctx;
 };
 
 /* Fills `options` with the defaults documented above. */
@@ -113,6 +121,11 @@ struct wal_ticket {
 /* Appends one record. Returns without waiting for the disk, unless the ring
  * is full, in which case completed blocks are written out first. */
 int wal_append(wal *log, const void *data, size_t len, struct wal_ticket *ticket);
+
+/* wal_append(), for a record that may reach the disk only after the
+ * options' before_write() has returned 0: one called after this append
+ * began. -EINVAL when the log has no before_write. */
+int wal_append_after_sync(wal *log, const void *data, size_t len, struct wal_ticket *ticket);
 
 /* Writes out everything appended so far, padding the last block, without
  * fdatasync. */

@@ -31,6 +31,8 @@ struct wal {
     int direct_wanted; /* the direct_io option */
     void (*log_fn)(void *ctx, const char *message);
     void *log_ctx;
+    int (*before_write)(void *ctx);
+    void *before_write_ctx;
     uint8_t *ring;
 
     /* Held by an appender for all the frames of one record, so that no other
@@ -50,6 +52,9 @@ struct wal {
     int record_cut;     /* a failed append left a record unfinished */
     int io_busy;        /* one thread at a time writes or syncs */
     int failed;         /* sticky error after a failed fdatasync */
+    /* Records appended with wal_append_after_sync: the end of the newest,
+     * and the highest such end a before_write() call has covered. */
+    uint64_t sync_before_end, sync_covered_end;
     unsigned committing; /* threads inside wal_commit_to */
     unsigned last_batch; /* ...when the last sync started */
     struct wal_stats stats;

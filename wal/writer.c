@@ -177,10 +177,17 @@ static int write_out(struct wal *w, uint64_t to, int sync)
 {
     struct io_counts counts = {0};
     uint64_t from = w->written_pos;
+    /* Every record appended after a sync before this moment had its
+     * other bytes written before its append, so one before_write() now
+     * covers them all. */
+    uint64_t cover = w->sync_before_end;
+    int before = cover > w->sync_covered_end && cover > from;
     w->io_busy = 1;
     pthread_mutex_unlock(&w->mu);
 
-    int rc = write_range(w, from, to, &counts);
+    int rc = before ? w->before_write(w->before_write_ctx) : 0;
+    if (rc == 0)
+        rc = write_range(w, from, to, &counts);
     if (rc == 0 && sync)
         rc = sync_segment(w, &counts);
 
@@ -189,6 +196,8 @@ static int write_out(struct wal *w, uint64_t to, int sync)
         w->written_pos = to;
         if (sync)
             w->durable_pos = to;
+        if (before && cover > w->sync_covered_end)
+            w->sync_covered_end = cover;
     }
     /* A failed fdatasync, the commit's own or the one that closes a full
      * segment, is final: the kernel may have dropped the dirty pages it
@@ -306,7 +315,23 @@ static enum frame_type fragment_type(int first, int last)
     return last ? FRAME_LAST : FRAME_MIDDLE;
 }
 
+static int append(wal *w, const void *data, size_t len, struct wal_ticket *ticket,
+                  int after_sync);
+
 int wal_append(wal *w, const void *data, size_t len, struct wal_ticket *ticket)
+{
+    return append(w, data, len, ticket, 0);
+}
+
+int wal_append_after_sync(wal *w, const void *data, size_t len, struct wal_ticket *ticket)
+{
+    if (!w->before_write)
+        return -EINVAL;
+    return append(w, data, len, ticket, 1);
+}
+
+static int append(wal *w, const void *data, size_t len, struct wal_ticket *ticket,
+                  int after_sync)
 {
     if (w->read_only)
         return -EROFS;
@@ -339,6 +364,9 @@ int wal_append(wal *w, const void *data, size_t len, struct wal_ticket *ticket)
         if (done == len)
             break;
     }
+    /* Even a record cut short: its first frames may be in the ring. */
+    if (after_sync && done > 0)
+        w->sync_before_end = w->append_pos;
     if (rc < 0 && done > 0)
         w->record_cut = 1;
     if (rc == 0) {

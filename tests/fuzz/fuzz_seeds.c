@@ -331,6 +331,12 @@ static void change_store(mindb *db)
     mindb_file *f;
     OK(mindb_file_open(db, "big", 3, 0, 0, &f));
     OK(mindb_pwrite(f, "patch", 5, 1000));
+    /* A whole chunk with bytes either side: a write-refs record. */
+    uint8_t *p = malloc(65736);
+    FZ_CHECK(p != NULL, "65736 bytes");
+    fill(p, 65736, 5, TEXT);
+    OK(mindb_pwrite(f, p, 65736, 65436));
+    free(p);
     OK(mindb_file_link(f, "big-link", 8));
     mindb_file_close(f);
     OK(mindb_file_open(db, "sparse", 6, 0, 0, &f));
