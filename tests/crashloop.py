@@ -241,6 +241,13 @@ class CrashLoop:
                 self.fail(f"the workload exited with status {w.returncode} while the daemon "
                           f"was running:\n{werr.read_text(errors='replace')}")
             if kill == "daemon":
+                # Stopped first: the kill unmounts (lazily), and a workload
+                # still running would go on in the bare mount-point directory,
+                # journaling as acknowledged what never reached mindbfs. With
+                # the stop pending, an operation in flight ends (answered, or
+                # failed by the kill) and the workload stops before it can
+                # journal it or start another.
+                w.send_signal(signal.SIGSTOP)
                 m.kill9()
             else:
                 w.kill()
