@@ -198,8 +198,7 @@ static int write_through_segments(mindb_file *f, const uint8_t *buf, size_t len,
 
     pthread_rwlock_wrlock(&db->state);
     uint64_t tail_off = (first + n) * CHUNK_BYTES;
-    if (!err)
-        err = chunk_prepare_write(db, f->obj, head, off);
+    err = chunk_prepare_write(db, f->obj, head, off);
     if (!err)
         err = chunk_prepare_write(db, f->obj, tail, tail_off);
     if (!err) {

@@ -116,6 +116,16 @@ int wl_run(struct workload *w, mindb *db, struct history *h, int count, int *don
     return 0;
 }
 
+/* The bytes of version `ver` of key `name`, `len` of them (freed by the
+ * caller). */
+static uint8_t *version_bytes(const char *name, uint64_t ver, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    CHECK(buf != NULL);
+    su_value(buf, len, su_key_hash(KEY(name)), ver);
+    return buf;
+}
+
 /* One put of exactly `len` bytes; see storehist.h. */
 int wl_put(struct workload *w, mindb *db, struct history *h, size_t len)
 {
@@ -125,9 +135,7 @@ int wl_put(struct workload *w, mindb *db, struct history *h, size_t len)
     uint64_t ver = w->next_ver++;
     int rc = 0;
     if (db) {
-        uint8_t *buf = malloc(len);
-        CHECK(buf != NULL);
-        su_value(buf, len, su_key_hash(KEY(name)), ver);
+        uint8_t *buf = version_bytes(name, ver, len);
         rc = mindb_put(db, KEY(name), buf, len);
         free(buf);
     }
@@ -150,9 +158,7 @@ int wl_write(struct workload *w, mindb *db, struct history *h, size_t len)
     uint64_t ver = w->next_ver++;
     int rc = 0;
     if (db) {
-        uint8_t *buf = malloc(len);
-        CHECK(buf != NULL);
-        su_value(buf, len, su_key_hash(KEY(name)), ver);
+        uint8_t *buf = version_bytes(name, ver, len);
         mindb_file *f = NULL;
         rc = mindb_file_open(db, KEY(name), 0, 0, &f);
         if (rc == 0) {
